@@ -1,0 +1,36 @@
+# Two entry points: `make demo` (the W2S rounds on the built-in corpus) and `make test`.
+# Both create or reuse the virtual environment in .venv.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+export MLFLOW_DISABLE_TELEMETRY ?= true
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export DO_NOT_TRACK ?= 1
+export DVC_NO_ANALYTICS ?= 1
+export PREFECT_HOME ?= $(CURDIR)/.prefect
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+# pip on some machines warns about missing local index folders; keep real errors visible.
+QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
+
+.PHONY: demo test venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip 2>&1 | $(QUIET_PIP)
+	$(BIN)/python -m pip install --quiet -e '.[dev]' 2>&1 | $(QUIET_PIP)
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/vqa demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf artifacts .prefect mlflow.db mlartifacts

@@ -1,0 +1,46 @@
+import pytest
+import yaml
+
+from vqa.config import ConfigError, load_params
+
+ROUNDS = {"round1": {"after": "artifacts/corpus/manifest.json"}, "round2": {"after": "artifacts/round1/registered.json"}}
+
+
+def write(tmp_path, data):
+    p = tmp_path / "params.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+def test_project_params_are_valid():
+    params = load_params("params.yaml")
+    assert params.round_names() == ["round1", "round2"]
+    assert params.previous_round("round2") == "round1"
+    assert params.teachers.simulators.h264.crf_levels == [24, 36, 48, 63]
+
+
+def test_unknown_key_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"student\.epochz: unknown key"):
+        load_params(write(tmp_path, {"rounds": ROUNDS, "student": {"epochz": 3}}))
+
+
+def test_wrong_type_names_key_and_expected_type(tmp_path):
+    with pytest.raises(ConfigError, match=r"fusion\.homogeneous_pairs: expected an integer, got 'many'"):
+        load_params(write(tmp_path, {"rounds": ROUNDS, "fusion": {"homogeneous_pairs": "many"}}))
+
+
+def test_rounds_must_chain(tmp_path):
+    bad = {"round1": ROUNDS["round1"], "round2": {"after": "artifacts/corpus/manifest.json"}}
+    with pytest.raises(ConfigError, match=r"rounds\.round2\.after"):
+        load_params(write(tmp_path, {"rounds": bad}))
+
+
+def test_crf_levels_must_increase(tmp_path):
+    with pytest.raises(ConfigError, match=r"teachers\.simulators\.h264\.crf_levels"):
+        load_params(write(tmp_path, {"rounds": ROUNDS, "teachers": {"simulators": {"h264": {"crf_levels": [36, 24]}}}}))
+
+
+def test_missing_file_is_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="not found") as exc:
+        load_params(tmp_path / "nope.yaml")
+    assert "\n" not in str(exc.value)

@@ -1,0 +1,135 @@
+"""End to end: the K-round Prefect flow over the real DVC stages, on a tiny corpus, with a
+temporary MLflow SQLite registry."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.e2e
+
+
+def _git(cwd, *args):
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def prefect_harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness():
+        yield
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A throw-away W2S project: this repo's pipeline and code, tiny params, a 6-clip corpus."""
+    from vqa.corpus.demo import build_demo_corpus
+
+    proj = tmp_path_factory.mktemp("proj")
+    for name in ("dvc.yaml", ".dvcignore"):
+        shutil.copy(ROOT / name, proj / name)
+    shutil.copytree(ROOT / "vqa", proj / "vqa", ignore=shutil.ignore_patterns("__pycache__"))
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["corpus"]["demo_clips"] = 6
+    params["teachers"]["simulators"]["h264"]["sources"] = 3
+    params["fusion"]["homogeneous_pairs"] = 15
+    params["student"]["epochs"] = 15
+    params["student"]["batch_size"] = 16
+    params["video"]["max_key_frames"] = 3
+    params["evaluation"]["suite_scale"] = 0.5
+    params["evaluation"]["suite_max_duration"] = 2.0
+    params["evaluation"]["ugc_smoke"] = "no-such-folder"  # the optional suite is skipped
+    (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _git(proj, "init", "-q")
+    _git(proj, "config", "user.email", "t@t")
+    _git(proj, "config", "user.name", "t")
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=proj, check=True)
+    build_demo_corpus(proj / "data", n_clips=6, seed=0, workers=2, log=print, scale=0.6, max_duration=3.0)
+    subprocess.run([sys.executable, "-m", "dvc", "add", "-q", "data"], cwd=proj, check=True)
+    return proj
+
+
+@pytest.fixture(scope="module")
+def finished(project, prefect_harness, tmp_path_factory):
+    import os
+
+    from flows.w2s import w2s_rounds
+
+    tracking = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    old = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = tracking
+    try:
+        table = w2s_rounds(project_dir=str(project))
+        yield project, tracking, table
+    finally:
+        if old is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = old
+
+
+def test_registry_holds_one_version_per_round_and_alias_on_last(finished):
+    import mlflow
+
+    project, tracking, table = finished
+    client = mlflow.MlflowClient(tracking_uri=tracking, registry_uri=tracking)
+    versions = sorted(int(v.version) for v in client.search_model_versions("name='w2s-vqa'"))
+    assert versions == [1, 2]
+    assert client.get_model_version_by_alias("w2s-vqa", "teacher").version == "2"
+    assert "student_round1" in table and "student_round2" in table and "niqe" in table
+
+
+def test_round2_used_round1_student_as_teacher(finished):
+    import json
+
+    import mlflow
+
+    project, tracking, _ = finished
+    r1 = json.loads((project / "artifacts/round1/registered.json").read_text())
+    scores = json.loads((project / "artifacts/round2/teacher_scores.json").read_text())
+    students = [t for t in scores["teachers"] if t["kind"] == "student"]
+    assert [t["version"] for t in students] == [r1["version"]]
+    assert students[0]["run_id"] == r1["run_id"]
+    assert len(scores["scores"][students[0]["key"]]) == 6  # it scored the whole corpus
+    client = mlflow.MlflowClient(tracking_uri=tracking)
+    r2 = json.loads((project / "artifacts/round2/registered.json").read_text())
+    assert client.get_run(r2["run_id"]).data.tags["w2s.teacher_versions"].split(",")[-1] == r1["version"]
+
+
+def test_metrics_are_dvc_metrics_and_repro_is_a_noop(finished):
+    project, _, _ = finished
+    out = subprocess.run([sys.executable, "-m", "dvc", "metrics", "show"], cwd=project, capture_output=True,
+                         text=True, check=True).stdout
+    assert "round1/metrics.json" in out and "round2/metrics.json" in out
+    status = subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=project, capture_output=True,
+                            text=True, check=True).stdout
+    assert "up to date" in status, status
+
+
+def test_student_prefers_clean_over_heavily_degraded(finished):
+    """Direction check on held-out content: pristine suite clips vs their worst blur/noise levels."""
+    import csv
+
+    from vqa.scoring import score_paths
+    from vqa.student.checkpoint import load_student
+
+    project, _, _ = finished
+    suite = project / "artifacts/suites/known_order"
+    rows = list(csv.DictReader(open(suite / "labels.csv")))
+    model = load_student(project / "artifacts/round2/student.pt")
+    wins = total = 0
+    for src in sorted({r["source"] for r in rows}):
+        clean = [r for r in rows if r["source"] == src and r["distortion"] == "pristine"][0]
+        worst = [r for r in rows if r["source"] == src and r["distortion"] in ("gaussian_blur", "gaussian_noise")
+                 and int(r["level"]) == max(int(x["level"]) for x in rows if x["distortion"] == r["distortion"])]
+        scores = score_paths(model, [suite / clean["file"]] + [suite / w["file"] for w in worst])
+        for s in scores[1:]:
+            total += 1
+            wins += scores[0]["score"] > s["score"]
+    assert total > 0 and wins / total >= 0.75, f"clean beat degraded in {wins}/{total} comparisons"

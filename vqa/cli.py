@@ -1,0 +1,203 @@
+"""`vqa`: one command-line entry point with a subcommand per step (what dvc.yaml runs)."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+# Quiet, offline-friendly defaults for the libraries the steps use.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def _params(args):
+    from vqa.config import load_params
+
+    return load_params(args.params)
+
+
+def cmd_corpus_ingest(args) -> int:
+    from vqa.corpus import ingest
+
+    report = ingest(args.dir, args.manifest, args.quarantine, workers=args.workers, log=log)
+    return 0 if report is not None else 1
+
+
+def cmd_corpus_demo(args) -> int:
+    from vqa.corpus.demo import build_demo_corpus
+
+    rows = build_demo_corpus(args.out, n_clips=args.clips, seed=args.seed, workers=args.workers, log=log)
+    log(f"demo corpus: {len(rows)} clips in {Path(args.out) / 'videos'}")
+    return 0
+
+
+def cmd_suite_build(args) -> int:
+    from vqa.pipeline import steps
+
+    steps.build_suite(_params(args), log=log)
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    from vqa.pipeline import steps
+
+    steps.simulate(_params(args), log=log)
+    return 0
+
+
+def _round_step(name: str):
+    def run(args) -> int:
+        from vqa.pipeline import steps
+
+        params = _params(args)
+        if args.round not in params.rounds:
+            raise KeyError(f"--round {args.round!r}: not in params.yaml rounds ({', '.join(params.rounds)})")
+        getattr(steps, name)(params, args.round, log=log)
+        return 0
+
+    return run
+
+
+def cmd_report(args) -> int:
+    from vqa.pipeline.report import collect, format_table
+
+    rows = collect(_params(args))
+    if not rows:
+        log("report: no round has been evaluated yet")
+        return 1
+    print(format_table(rows))
+    return 0
+
+
+def cmd_teachers_list(args) -> int:
+    from vqa.teachers import teacher_cards
+
+    for c in teacher_cards():
+        direction = "higher=better" if c.higher_is_better else "lower=better"
+        print(f"{c.name:<10} {c.kind:<13} {c.key:<24} {direction:<13} {c.summary}")
+    return 0
+
+
+def cmd_score(args) -> int:
+    import csv
+
+    from vqa.scoring import score_paths
+    from vqa.student.checkpoint import load_student
+
+    if args.model.startswith("models:/"):
+        from vqa.config import load_params
+        from vqa.registry import configure_tracking, load_registered_student
+
+        configure_tracking(load_params(args.params).mlflow)
+        model, _ = load_registered_student(args.model)
+    else:
+        model = load_student(args.model)
+    paths: list[Path] = []
+    for p in map(Path, args.paths):
+        paths.extend(sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p])
+    rows = score_paths(model, paths)
+    writer = csv.DictWriter(sys.stdout, fieldnames=["path", "score", "error"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    failed = [r for r in rows if r["error"]]
+    for r in failed:
+        print(f"vqa score: {r['path']}: {r['error']}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_flow(args) -> int:
+    from flows.w2s import w2s_rounds
+
+    print(w2s_rounds(project_dir=args.project, rounds=args.rounds))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """The main job: demo corpus -> data.dvc -> K rounds under Prefect (via DVC stages) -> table."""
+    from flows.w2s import run_dvc, w2s_rounds
+    from vqa.corpus.demo import build_demo_corpus
+
+    start = time.monotonic()
+    params = _params(args)
+    data_root = Path(params.corpus.videos).parent
+    build_demo_corpus(data_root, n_clips=params.corpus.demo_clips, seed=params.seed, workers=params.corpus.workers, log=log)
+    run_dvc(".", ["add", data_root.as_posix()])
+    table = w2s_rounds(project_dir=".", rounds=None)
+    print()
+    print(table)
+    log(f"\ndemo: {len(params.rounds)} rounds finished in {time.monotonic() - start:.0f} s")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vqa", description="Weak-to-strong video quality assessment")
+    p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    corpus = sub.add_parser("corpus", help="build and ingest video corpora").add_subparsers(dest="corpus_cmd", required=True)
+    c = corpus.add_parser("ingest", help="manifest a folder of videos (incremental; quarantines bad files)")
+    c.add_argument("dir")
+    c.add_argument("--manifest", default="artifacts/corpus/manifest.json")
+    c.add_argument("--quarantine", default="artifacts/corpus/quarantine.json")
+    c.add_argument("--workers", type=int, default=2)
+    c.set_defaults(func=cmd_corpus_ingest)
+    c = corpus.add_parser("demo", help="build the built-in demo corpus from media shipped in packages")
+    c.add_argument("--out", default="data")
+    c.add_argument("--clips", type=int, default=64)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--workers", type=int, default=2)
+    c.set_defaults(func=cmd_corpus_demo)
+
+    suite = sub.add_parser("suite", help="evaluation suites").add_subparsers(dest="suite_cmd", required=True)
+    suite.add_parser("build", help="build the known-order suite (held-out content)").set_defaults(func=cmd_suite_build)
+
+    sub.add_parser("simulate", help="heterogeneous teachers: graded distortions of corpus videos").set_defaults(func=cmd_simulate)
+    for step, text in [("teach", "score the corpus with every teacher of the round"),
+                       ("fuse", "fuse teacher scores and simulator levels into labelled pairs"),
+                       ("train", "train the round's student on its pairs"),
+                       ("evaluate", "SRCC/PLCC of the student and every teacher on the suites"),
+                       ("register", "log the round to MLflow, register the student, move the alias")]:
+        s = sub.add_parser(step, help=text)
+        s.add_argument("--round", required=True, help="a key of params.yaml rounds, e.g. round1")
+        s.set_defaults(func=_round_step(step))
+
+    sub.add_parser("report", help="print the table of every teacher and student").set_defaults(func=cmd_report)
+    t = sub.add_parser("teachers", help="teacher registry").add_subparsers(dest="teachers_cmd", required=True)
+    t.add_parser("list", help="list registered teachers").set_defaults(func=cmd_teachers_list)
+
+    s = sub.add_parser("score", help="score video files or folders with a trained student (CSV on stdout)")
+    s.add_argument("paths", nargs="+")
+    s.add_argument("--model", required=True, help="a student checkpoint (.pt) or models:/NAME@ALIAS")
+    s.set_defaults(func=cmd_score)
+
+    f = sub.add_parser("flow", help="run the W2S rounds as a Prefect flow over the DVC stages")
+    f.add_argument("--project", default=".")
+    f.add_argument("--rounds", type=int, default=None, help="run only the first N rounds")
+    f.set_defaults(func=cmd_flow)
+    sub.add_parser("demo", help="the main job: demo corpus + all rounds + table").set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from vqa.config import ConfigError
+    from vqa.video import VideoError
+
+    try:
+        return args.func(args)
+    except (ConfigError, VideoError, FileNotFoundError, LookupError, ValueError, NotImplementedError, RuntimeError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        print(f"vqa: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""pydantic models of params.yaml.
+
+Every section forbids unknown keys, so a typo fails at start with its dotted name instead of
+being silently ignored. Paths are kept relative to the project root (the folder that holds
+params.yaml and dvc.yaml); steps run with that folder as the working directory.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """params.yaml is missing, unparsable or invalid; the message names file, key and reason."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CorpusParams(_Section):
+    videos: str = "data/videos"  # what `vqa corpus ingest` reads (tracked by data.dvc)
+    demo_clips: int = Field(64, ge=1)
+    workers: int = Field(2, ge=1)
+
+
+class VideoParams(_Section):
+    key_rate: float = Field(1.0, gt=0)  # key frames per second (the paper samples 1 fps)
+    max_key_frames: int = Field(8, ge=1)  # evenly spaced subset for long videos
+
+
+class H264SimulatorParams(_Section):
+    enabled: bool = True
+    crf_levels: list[int] = [24, 36, 48, 63]  # the paper's levels, least to most distorted
+    preset: str = "fast"
+    sources: int = Field(16, ge=0)  # corpus videos re-encoded at every level
+
+    @field_validator("crf_levels")
+    @classmethod
+    def _increasing(cls, v: list[int]) -> list[int]:
+        if len(v) < 2 or any(b <= a for a, b in zip(v, v[1:])):
+            raise ValueError("must list at least two strictly increasing CRF values")
+        if any(not 0 <= c <= 63 for c in v):
+            raise ValueError("CRF values must lie in 0..63")
+        return v
+
+
+class SimulatorParams(_Section):
+    h264: H264SimulatorParams = H264SimulatorParams()
+
+
+class TeacherParams(_Section):
+    homogeneous: list[str] = ["niqe"]
+    simulators: SimulatorParams = SimulatorParams()
+    workers: int = Field(2, ge=1)
+
+
+class FusionParams(_Section):
+    homogeneous_pairs: int = Field(1500, ge=0)
+    # Floor on the pair spread s (in normalised score units). With one teacher
+    # the ensemble variance is zero and every pair would be "superior"/"inferior".
+    min_pair_std: float = Field(0.15, ge=0)
+
+
+class StudentParams(_Section):
+    backbone: str = "efficientnet-lite0"
+    freeze_backbone: bool = True  # CPU default: train the head on cached backbone features
+    input_size: int = Field(224, ge=32)
+    fragment_grid: int = Field(7, ge=1)  # technical view: grid x grid native-resolution patches
+    hidden: int = Field(128, ge=1)
+    dropout: float = Field(0.2, ge=0, lt=1)
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    loss: Literal["five_level", "five_level_confidence"] = "five_level_confidence"
+    warmup_fraction: float = Field(0.1, ge=0, le=1)
+    val_fraction: float = Field(0.1, ge=0, lt=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class RoundParams(_Section):
+    after: str  # a file the round waits for (DVC dependency): the previous round's registration
+    student_as_teacher: bool = True  # rounds > 1: the previous student joins the teachers
+
+
+class EvaluationParams(_Section):
+    known_order_suite: str = "artifacts/suites/known_order"
+    suite_scale: float = Field(1.0, gt=0, le=1)  # frame-size factor of the suite (tests use less)
+    suite_max_duration: float | None = Field(None, gt=0)  # seconds per suite clip; None: as designed
+    ugc_smoke: str = "../shared/benchmarks/ugc-smoke"  # real videos with MOS; skipped if absent
+    min_group_size: int = Field(3, ge=2)
+
+
+class MlflowParams(_Section):
+    tracking_uri: str = "sqlite:///mlflow.db"  # MLFLOW_TRACKING_URI overrides it
+    experiment: str = "w2s-vqa"
+    model_name: str = "w2s-vqa"
+    teacher_alias: str = "teacher"
+
+
+class Params(_Section):
+    seed: int = 0
+    corpus: CorpusParams = CorpusParams()
+    video: VideoParams = VideoParams()
+    teachers: TeacherParams = TeacherParams()
+    fusion: FusionParams = FusionParams()
+    student: StudentParams = StudentParams()
+    rounds: dict[str, RoundParams]
+    evaluation: EvaluationParams = EvaluationParams()
+    mlflow: MlflowParams = MlflowParams()
+
+    @model_validator(mode="after")
+    def _rounds_chain(self) -> "Params":
+        names = list(self.rounds)
+        expected = [f"round{i}" for i in range(1, len(names) + 1)]
+        if names != expected:
+            raise ValueError(f"rounds: keys must be {expected} in order, got {names}")
+        for i, name in enumerate(names[1:], start=1):
+            want = registration_path(names[i - 1])
+            if self.rounds[name].after != want:
+                raise ValueError(f"rounds.{name}.after: must be {want!r} (the previous round's registration)")
+        return self
+
+    def round_names(self) -> list[str]:
+        return list(self.rounds)
+
+    def previous_round(self, name: str) -> str | None:
+        names = self.round_names()
+        i = names.index(name)
+        return names[i - 1] if i > 0 else None
+
+
+def registration_path(round_name: str) -> str:
+    from vqa.pipeline.layout import registered
+
+    return registered(round_name).as_posix()
+
+
+def _describe(err: dict) -> str:
+    loc = ".".join(str(p) for p in err["loc"])
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return f"{loc}: unknown key"
+    expected = {
+        "int_parsing": "an integer",
+        "int_type": "an integer",
+        "float_parsing": "a number",
+        "float_type": "a number",
+        "bool_parsing": "true or false",
+        "bool_type": "true or false",
+        "string_type": "a string",
+        "list_type": "a list",
+        "dict_type": "a mapping",
+        "model_type": "a mapping",
+    }.get(kind)
+    if expected:
+        return f"{loc}: expected {expected}, got {err.get('input')!r}"
+    return f"{loc}: {err['msg']}" if loc else err["msg"]
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: not found (run from the project root or pass --params)") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        first = _describe(exc.errors()[0])
+        more = len(exc.errors()) - 1
+        raise ConfigError(f"{path}: {first}" + (f" (and {more} more)" if more else "")) from None

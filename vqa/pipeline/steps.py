@@ -1,0 +1,318 @@
+"""Each W2S step as a function of (params, round): reads and writes the paths in layout.py.
+
+`vqa <step>` (what dvc.yaml runs) and the Prefect flows call these and nothing else.
+"""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from pathlib import Path
+from typing import Callable
+
+from vqa.config import Params
+from vqa.io import atomic_write_json, read_json, sha256_file
+from vqa.pipeline import layout
+from vqa.pipeline.analyse import analyse
+
+Log = Callable[[str], None]
+
+
+def _round_seed(params: Params, round_name: str) -> int:
+    return params.seed * 1000 + params.round_names().index(round_name) + 1
+
+
+def _student_config(params: Params):
+    from vqa.student.model import StudentConfig
+
+    s = params.student
+    if not s.freeze_backbone:
+        raise NotImplementedError("student.freeze_backbone: false (end-to-end fine-tuning) is not implemented yet")
+    return StudentConfig(
+        backbone=s.backbone,
+        input_size=s.input_size,
+        fragment_grid=s.fragment_grid,
+        hidden=s.hidden,
+        dropout=s.dropout,
+        freeze_backbone=s.freeze_backbone,
+        key_rate=params.video.key_rate,
+        max_key_frames=params.video.max_key_frames,
+    )
+
+
+def _corpus_items() -> list[tuple[str, str]]:
+    from vqa.corpus import resolve
+
+    return [(vid, str(path)) for vid, path in resolve(layout.CORPUS_MANIFEST)]
+
+
+def _simulated() -> list[dict]:
+    if not layout.SIMULATED_MANIFEST.exists():
+        return []
+    return read_json(layout.SIMULATED_MANIFEST)["videos"]
+
+
+# --------------------------------------------------------------------------- corpus and suites
+def ingest(params: Params, log: Log = print):
+    from vqa.corpus import ingest as run_ingest
+
+    return run_ingest(params.corpus.videos, layout.CORPUS_MANIFEST, layout.QUARANTINE, workers=params.corpus.workers, log=log)
+
+
+def build_suite(params: Params, log: Log = print):
+    from vqa.corpus.demo import build_known_order_suite
+
+    ev = params.evaluation
+    rows = build_known_order_suite(ev.known_order_suite, seed=params.seed, workers=params.corpus.workers, log=log,
+                                   scale=ev.suite_scale, max_duration=ev.suite_max_duration)
+    log(f"suite: {len(rows)} clips in {params.evaluation.known_order_suite}")
+
+
+def simulate(params: Params, log: Log = print) -> list[dict]:
+    """Heterogeneous teachers: graded versions of a seeded subset of the corpus."""
+    from vqa.teachers.simulators import pick_sources, simulate_h264
+
+    h264 = params.teachers.simulators.h264
+    videos: list[dict] = []
+    if h264.enabled and h264.sources:
+        items = dict(_corpus_items())
+        chosen = pick_sources(list(items), h264.sources, params.seed)
+        made = simulate_h264(
+            [(vid, items[vid]) for vid in chosen], layout.SIMULATED / "videos",
+            crfs=h264.crf_levels, preset=h264.preset, workers=params.teachers.workers,
+        )
+        for v in made:
+            videos.append({"id": sha256_file(v.path), "path": v.path, "source_id": v.source_id,
+                           "simulator": v.simulator, "level": v.level, "param": v.param})
+        log(f"simulate: h264 at CRF {h264.crf_levels} on {len(chosen)} sources -> {len(made)} videos")
+    atomic_write_json(layout.SIMULATED_MANIFEST, {"videos": videos})
+    return videos
+
+
+# --------------------------------------------------------------------------- one round
+def _previous_student(params: Params, round_name: str, log: Log):
+    """Round k+1's extra teacher: the newest student, through the registry alias."""
+    from vqa.registry import configure_tracking, load_registered_student
+
+    configure_tracking(params.mlflow)
+    uri = f"models:/{params.mlflow.model_name}@{params.mlflow.teacher_alias}"
+    model, mv = load_registered_student(uri)
+    prev = params.previous_round(round_name)
+    expected = read_json(layout.registered(prev)).get("version") if prev else None
+    if expected is not None and str(expected) != str(mv.version):
+        log(f"teach: warning: {uri} is version {mv.version}, but {prev} registered version {expected}")
+    log(f"teach: {uri} -> version {mv.version} (run {mv.run_id}) joins the teachers")
+    return model, {"key": f"student@{mv.run_id}", "name": f"student_{prev or 'v' + str(mv.version)}",
+                   "kind": "student", "higher_is_better": True, "uri": uri,
+                   "version": str(mv.version), "run_id": mv.run_id}
+
+
+def teach(params: Params, round_name: str, log: Log = print) -> dict:
+    from vqa.scoring import scores_from_features
+    from vqa.student.features import FeatureStore
+    from vqa.student.model import StudentModel
+    from vqa.teachers import create_teacher
+
+    items = _corpus_items()
+    teachers = []
+    for name in params.teachers.homogeneous:
+        card = create_teacher(name).card
+        teachers.append({"key": card.key, "name": card.name, "kind": card.kind, "higher_is_better": card.higher_is_better})
+    # Round 1 also warms the student's feature cache in the same decode (training needs it next).
+    store = FeatureStore(layout.CACHE, StudentModel(_student_config(params)))
+    result = analyse(items, teacher_names=params.teachers.homogeneous, cache_root=layout.CACHE,
+                     key_rate=params.video.key_rate, max_key_frames=params.video.max_key_frames,
+                     features=store, workers=params.teachers.workers, log=log)
+    scores, failures = dict(result.scores), dict(result.failures)
+    if params.previous_round(round_name) and params.rounds[round_name].student_as_teacher:
+        model, info = _previous_student(params, round_name, log)
+        prev = analyse(items, teacher_names=[], cache_root=layout.CACHE, key_rate=model.config.key_rate,
+                       max_key_frames=model.config.max_key_frames, features=FeatureStore(layout.CACHE, model),
+                       workers=params.teachers.workers, log=log)
+        scores[info["key"]] = scores_from_features(model, prev.features)
+        failures[info["key"]] = prev.failures.get("features", {})
+        teachers.append(info)
+    failures.pop("features", None)
+    out = {"round": round_name, "teachers": teachers, "scores": scores, "failures": failures}
+    atomic_write_json(layout.teacher_scores(round_name), out)
+    log(f"teach: {len(teachers)} teachers x {len(items)} videos -> {layout.teacher_scores(round_name)}")
+    return out
+
+
+def fuse(params: Params, round_name: str, log: Log = print) -> dict:
+    from vqa.fusion import homogeneous_pairs, normalise_scores, simulator_pairs, write_pairs
+
+    table = read_json(layout.teacher_scores(round_name))
+    normalised = {t["key"]: normalise_scores(table["scores"].get(t["key"], {}), t["higher_is_better"])
+                  for t in table["teachers"]}
+    seed = _round_seed(params, round_name)
+    pairs = homogeneous_pairs(normalised, count=params.fusion.homogeneous_pairs,
+                              min_pair_std=params.fusion.min_pair_std, seed=seed)
+    sims = [(v["id"], v["source_id"], v["level"], v["simulator"]) for v in _simulated()]
+    pairs += simulator_pairs(sims, seed=seed)
+    write_pairs(layout.pairs(round_name), pairs)
+    summary: dict[str, dict[str, int]] = {}
+    for p in pairs:
+        summary.setdefault(p.source, {}).setdefault(p.level_name, 0)
+        summary[p.source][p.level_name] += 1
+    atomic_write_json(layout.pairs_summary(round_name), {"pairs": len(pairs), "by_source": summary})
+    log(f"fuse: {len(pairs)} pairs " + json.dumps(summary, sort_keys=True))
+    return summary
+
+
+def train(params: Params, round_name: str, log: Log = print) -> dict:
+    from vqa.fusion import read_pairs
+    from vqa.student.checkpoint import save_student
+    from vqa.student.features import FeatureStore
+    from vqa.student.model import StudentModel
+    from vqa.student.train import pick_device, seed_everything, train_student
+
+    seed = _round_seed(params, round_name)
+    seed_everything(seed)
+    pairs = read_pairs(layout.pairs(round_name))
+    paths = dict(_corpus_items()) | {v["id"]: v["path"] for v in _simulated()}
+    needed = sorted({p.a for p in pairs} | {p.b for p in pairs})
+    unknown = [v for v in needed if v not in paths]
+    if unknown:
+        raise ValueError(f"{layout.pairs(round_name)}: {len(unknown)} video ids are in no manifest, e.g. {unknown[0]}")
+    model = StudentModel(_student_config(params))
+    device = pick_device(params.student.device)
+    store = FeatureStore(layout.CACHE, model)
+    feats = analyse([(v, paths[v]) for v in needed], teacher_names=[], cache_root=layout.CACHE,
+                    key_rate=params.video.key_rate, max_key_frames=params.video.max_key_frames,
+                    features=store, workers=params.teachers.workers, log=log)
+    result = train_student(model, pairs, feats.features, params.student, seed=seed, device=device, log=log)
+    save_student(layout.student(round_name), result.model.to("cpu"), meta={"round": round_name, "seed": seed})
+    out = {"history": result.history, "best_epoch": result.best_epoch, "train_pairs": result.n_train,
+           "val_pairs": result.n_val, "skipped_pairs": result.skipped_pairs, "device": device}
+    atomic_write_json(layout.train_history(round_name), out)
+    return out
+
+
+def _suite_scores(suite, models: dict, params: Params, log: Log) -> dict[str, dict[str, float]]:
+    """Scores (higher = better) of each model on each suite video; teachers via their caches."""
+    from vqa.scoring import scores_from_features
+    from vqa.student.features import FeatureStore
+
+    ids = {str(it.path): sha256_file(it.path) for it in suite.items}
+    items = sorted({(vid, path) for path, vid in ids.items()})
+    out: dict[str, dict[str, float]] = {}
+    frame_teachers = [m for m in models.values() if m["kind"] == "homogeneous"]
+    students = {name: m for name, m in models.items() if m["kind"] == "student"}
+    first_store = None
+    if students:
+        first = next(iter(students.values()))["model"]
+        first_store = FeatureStore(layout.CACHE, first)
+    res = analyse(items, teacher_names=[m["name"] for m in frame_teachers], cache_root=layout.CACHE,
+                  key_rate=params.video.key_rate, max_key_frames=params.video.max_key_frames,
+                  features=first_store, workers=params.teachers.workers, log=log)
+    for name, m in models.items():
+        if m["kind"] == "homogeneous":
+            raw = res.scores[m["key"]]
+            sign = 1.0 if m["higher_is_better"] else -1.0
+            by_id = {vid: sign * s for vid, s in raw.items()}
+        else:
+            feats = res.features
+            if m["model"].config.feature_fingerprint() != first_store.config.feature_fingerprint():
+                feats = analyse(items, teacher_names=[], cache_root=layout.CACHE, key_rate=m["model"].config.key_rate,
+                                max_key_frames=m["model"].config.max_key_frames,
+                                features=FeatureStore(layout.CACHE, m["model"]), workers=params.teachers.workers,
+                                log=log).features
+            by_id = scores_from_features(m["model"], feats)
+        out[name] = {path: by_id[vid] for path, vid in ids.items() if vid in by_id}
+    return out
+
+
+def evaluate(params: Params, round_name: str, log: Log = print) -> dict:
+    from vqa.evaluation import correlate, load_known_order, load_mos_csv
+    from vqa.registry import configure_tracking, load_registered_student
+    from vqa.student.checkpoint import load_student
+
+    models: dict[str, dict] = {f"student_{round_name}": {"kind": "student", "model": load_student(layout.student(round_name))}}
+    for t in read_json(layout.teacher_scores(round_name))["teachers"]:
+        if t["kind"] == "student":
+            configure_tracking(params.mlflow)
+            models[t["name"]] = {"kind": "student", "model": load_registered_student(f"models:/{params.mlflow.model_name}/{t['version']}")[0]}
+        else:
+            models[t["name"]] = {"kind": "homogeneous", "key": t["key"], "name": t["name"], "higher_is_better": t["higher_is_better"]}
+
+    suites = [load_known_order(params.evaluation.known_order_suite)]
+    ugc = Path(params.evaluation.ugc_smoke) / "labels.csv"
+    if ugc.exists():
+        suites.append(load_mos_csv(ugc, "ugc_smoke"))
+    else:
+        log(f"evaluate: {ugc} not found: the ugc-smoke suite is skipped")
+
+    metrics = {"round": round_name, "models": {name: {} for name in models}, "suites": {}}
+    details = {}
+    for suite in suites:
+        if suite.missing:
+            log(f"evaluate: {suite.name}: {len(suite.missing)} listed videos are missing, e.g. {suite.missing[0]}")
+        scores = _suite_scores(suite, models, params, log)
+        metrics["suites"][suite.name] = {"videos": len({str(i.path) for i in suite.items}), "missing": len(suite.missing)}
+        for name, by_path in scores.items():
+            res = correlate(suite, by_path, min_group_size=params.evaluation.min_group_size)
+            details.setdefault(suite.name, {})[name] = res
+            metrics["models"][name][suite.name] = {k: _finite(res["all"][k]) for k in ("srcc", "plcc")}
+            for subset in ("in_domain", "ood"):
+                if subset in res:
+                    metrics["models"][name][f"{suite.name}_{subset}"] = {k: _finite(res[subset][k]) for k in ("srcc", "plcc")}
+    atomic_write_json(layout.metrics(round_name), metrics)
+    atomic_write_json(layout.evaluation_details(round_name), details)
+    log(f"evaluate: wrote {layout.metrics(round_name)}")
+    return metrics
+
+
+def _finite(x: float) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), 4)
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _flatten(prefix: str, obj, out: dict) -> dict:
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    else:
+        out[prefix] = obj
+    return out
+
+
+def register(params: Params, round_name: str, log: Log = print) -> dict:
+    """One MLflow run per round: params, training curve, metrics, pseudo-labels, the model."""
+    import mlflow
+
+    from vqa.registry import configure_tracking, log_and_register_student
+
+    uri = configure_tracking(params.mlflow)
+    teachers = read_json(layout.teacher_scores(round_name))["teachers"]
+    history = read_json(layout.train_history(round_name))
+    metrics = read_json(layout.metrics(round_name))
+    with mlflow.start_run(run_name=round_name) as run:
+        flat = _flatten("", params.model_dump(mode="json"), {})
+        mlflow.log_params({k: str(v)[:500] for k, v in flat.items()})
+        mlflow.set_tags({
+            "w2s.round": round_name,
+            "w2s.teachers": ",".join(t["name"] for t in teachers),
+            "w2s.teacher_versions": ",".join(t.get("version", t["key"]) for t in teachers),
+            "git.commit": _git_commit(),
+        })
+        for row in history["history"]:
+            mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch" and v is not None and not math.isnan(v)},
+                               step=row["epoch"])
+        flat_metrics = {k: v for k, v in _flatten("", metrics["models"], {}).items() if isinstance(v, (int, float))}
+        mlflow.log_metrics(flat_metrics)
+        for path in (layout.pairs(round_name), layout.pairs_summary(round_name), layout.teacher_scores(round_name),
+                     layout.train_history(round_name), layout.metrics(round_name), layout.evaluation_details(round_name)):
+            mlflow.log_artifact(str(path), artifact_path="round")
+        reg = log_and_register_student(layout.student(round_name), params.mlflow, aliases=[params.mlflow.teacher_alias])
+    out = {"model_name": reg.name, "version": reg.version, "run_id": reg.run_id, "uri": reg.uri,
+           "alias": params.mlflow.teacher_alias, "tracking_uri": uri}
+    atomic_write_json(layout.registered(round_name), out)
+    log(f"register: {reg.name} version {reg.version} (run {run.info.run_id}); @{params.mlflow.teacher_alias} -> {reg.version}")
+    return out

