@@ -26,14 +26,20 @@ def _env() -> dict:
     return env
 
 
+# DVC's per-stage git hints; the demo prints the lock file status once at the end instead.
+_DVC_HINTS = ("To track the changes with git", "git add ", "To enable auto staging", "dvc config core.autostage",
+              "Use `dvc push`")
+
+
 def run_dvc(project_dir: str | Path, args: list[str]) -> str:
     """Run a dvc command in the project; its output goes to our stdout; raise on failure."""
     proc = subprocess.run(
         [sys.executable, "-m", "dvc", *args], cwd=project_dir, env=_env(),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    sys.stdout.write(proc.stdout)
-    sys.stdout.flush()
+    shown = [ln for ln in proc.stdout.splitlines() if ln.strip() and not ln.strip().startswith(_DVC_HINTS)]
+    if shown:
+        print("\n".join(shown), flush=True)
     if proc.returncode != 0:
         tail = [line for line in proc.stdout.strip().splitlines() if line.strip()][-1:] or ["(no output)"]
         raise RuntimeError(f"dvc {' '.join(args)} failed (exit {proc.returncode}): {tail[0]}")

@@ -48,8 +48,63 @@ class H264SimulatorParams(_Section):
         return v
 
 
+class FrameSimulatorParams(_Section):
+    """A frame-op simulator (blur / noise / resize): one version per level of each source."""
+
+    enabled: bool = True
+    levels: list[float]  # least to most distorted
+    sources: int = Field(8, ge=0)  # corpus videos simulated at every level
+    # x264 CRF of the versions: low enough that the simulated distortion, not the codec, sets the order
+    crf: int = Field(12, ge=0, le=51)
+
+    @field_validator("levels")
+    @classmethod
+    def _increasing(cls, v: list[float]) -> list[float]:
+        if not v or any(b <= a for a, b in zip(v, v[1:])):
+            raise ValueError("must list at least one value, strictly increasing")
+        return v
+
+
+class BlurSimulatorParams(FrameSimulatorParams):
+    levels: list[float] = [0.1, 0.5, 1.0, 2.0, 5.0]  # Gaussian sigma in pixels (the paper's)
+
+    @field_validator("levels")
+    @classmethod
+    def _positive(cls, v: list[float]) -> list[float]:
+        if any(x <= 0 for x in v):
+            raise ValueError("blur sigmas must be > 0")
+        return v
+
+
+class NoiseSimulatorParams(FrameSimulatorParams):
+    levels: list[float] = [0.001, 0.002, 0.003, 0.005, 0.01]  # sigma on [0, 1] pixels (the paper's)
+    # Levels 1-3 are under 1 grey level; at CRF 12 codec error inverted L1/L2 on some demo clips.
+    crf: int = Field(6, ge=0, le=51)
+
+    @field_validator("levels")
+    @classmethod
+    def _positive(cls, v: list[float]) -> list[float]:
+        if any(x <= 0 for x in v):
+            raise ValueError("noise sigmas must be > 0")
+        return v
+
+
+class ResizeSimulatorParams(FrameSimulatorParams):
+    levels: list[float] = [2.0, 3.0, 4.0, 8.0, 16.0]  # down-then-up factors (the paper's)
+
+    @field_validator("levels")
+    @classmethod
+    def _above_one(cls, v: list[float]) -> list[float]:
+        if any(x <= 1 for x in v):
+            raise ValueError("resize factors must be > 1 (1 would leave the frames unchanged)")
+        return v
+
+
 class SimulatorParams(_Section):
     h264: H264SimulatorParams = H264SimulatorParams()
+    blur: BlurSimulatorParams = BlurSimulatorParams()
+    noise: NoiseSimulatorParams = NoiseSimulatorParams()
+    resize: ResizeSimulatorParams = ResizeSimulatorParams()
 
 
 class TeacherParams(_Section):
@@ -77,6 +132,9 @@ class StudentParams(_Section):
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     loss: Literal["five_level", "five_level_confidence"] = "five_level_confidence"
+    # Weight pairs so that every pair source (the teacher ensemble, each simulator) carries the
+    # same total weight, as the paper's round 1 has about as many synthetic as teacher pairs.
+    balance_sources: bool = True
     warmup_fraction: float = Field(0.1, ge=0, le=1)
     val_fraction: float = Field(0.1, ge=0, lt=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"

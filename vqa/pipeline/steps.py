@@ -70,21 +70,40 @@ def build_suite(params: Params, log: Log = print):
 
 def simulate(params: Params, log: Log = print) -> list[dict]:
     """Heterogeneous teachers: graded versions of a seeded subset of the corpus."""
-    from vqa.teachers.simulators import pick_sources, simulate_h264
+    from vqa.teachers.simulators import pick_sources, simulate_frames, simulate_h264
 
-    h264 = params.teachers.simulators.h264
+    sims = params.teachers.simulators
+    h264 = sims.h264
     videos: list[dict] = []
+    items: dict[str, str] = {}
+
+    def add(made) -> None:
+        for v in made:
+            videos.append({"id": sha256_file(v.path), "path": v.path, "source_id": v.source_id,
+                           "simulator": v.simulator, "level": v.level, "param": v.param})
+
     if h264.enabled and h264.sources:
-        items = dict(_corpus_items())
+        items = items or dict(_corpus_items())
         chosen = pick_sources(list(items), h264.sources, params.seed)
         made = simulate_h264(
             [(vid, items[vid]) for vid in chosen], layout.SIMULATED / "videos",
             crfs=h264.crf_levels, preset=h264.preset, workers=params.teachers.workers,
         )
-        for v in made:
-            videos.append({"id": sha256_file(v.path), "path": v.path, "source_id": v.source_id,
-                           "simulator": v.simulator, "level": v.level, "param": v.param})
+        add(made)
         log(f"simulate: h264 at CRF {h264.crf_levels} on {len(chosen)} sources -> {len(made)} videos")
+    # A distinct seed offset per simulator: each draws its own subset, stable if others change.
+    for name, offset in (("blur", 1), ("noise", 2), ("resize", 3)):
+        cfg = getattr(sims, name)
+        if not (cfg.enabled and cfg.sources):
+            continue
+        items = items or dict(_corpus_items())
+        chosen = pick_sources(list(items), cfg.sources, params.seed + offset)
+        made = simulate_frames(
+            [(vid, items[vid]) for vid in chosen], layout.SIMULATED / "videos",
+            simulator=name, levels=cfg.levels, seed=params.seed, workers=params.teachers.workers, crf=cfg.crf,
+        )
+        add(made)
+        log(f"simulate: {name} at {cfg.levels} on {len(chosen)} sources -> {len(made)} videos")
     atomic_write_json(layout.SIMULATED_MANIFEST, {"videos": videos})
     return videos
 

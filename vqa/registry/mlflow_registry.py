@@ -44,7 +44,7 @@ class StudentPyfunc(PythonModel):
 
         self.model = load_student(context.artifacts["checkpoint"])
 
-    def predict(self, context, model_input: list[str], params=None) -> list[dict]:
+    def predict(self, context, model_input: list[str], params=None):
         from vqa.scoring import score_paths
 
         return score_paths(self.model, list(model_input))

@@ -45,6 +45,14 @@ class TrainResult:
     skipped_pairs: int = 0
 
 
+def source_weights(sources: list[str]) -> list[float]:
+    """Per-pair weights giving each source the same total weight (mean weight 1)."""
+    counts: dict[str, int] = {}
+    for s in sources:
+        counts[s] = counts.get(s, 0) + 1
+    return [len(sources) / (len(counts) * counts[s]) for s in sources]
+
+
 def _batches(n: int, size: int, gen: torch.Generator | None) -> list[torch.Tensor]:
     order = torch.randperm(n, generator=gen) if gen is not None else torch.arange(n)
     return [order[i : i + size] for i in range(0, n, size)]
@@ -88,6 +96,8 @@ def train_student(
     a = torch.tensor([index[p.a] for p in usable], device=device)
     b = torch.tensor([index[p.b] for p in usable], device=device)
     y = torch.tensor([p.label for p in usable], device=device)
+    w = torch.tensor(source_weights([p.source for p in usable]) if params.balance_sources else [1.0] * len(usable),
+                     device=device)
 
     gen = torch.Generator().manual_seed(seed)
     perm = torch.randperm(len(usable), generator=gen)
@@ -113,13 +123,14 @@ def train_student(
             vids, inverse = torch.unique(torch.cat([a[sel], b[sel]]), return_inverse=True)
             scores = model.video_scores(feats[vids], mask[vids])
             sa, sb = scores[inverse[: len(sel)]], scores[inverse[len(sel) :]]
-            loss, terms = pair_loss(params.loss, sa - sb, model.cutpoints(), y[sel], step=step, schedule=schedule)
+            loss, terms = pair_loss(params.loss, sa - sb, model.cutpoints(), y[sel], step=step, schedule=schedule,
+                                    weights=w[sel])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             step += 1
-            for k, v in {"loss": float(loss), **terms}.items():
+            for k, v in {"loss": loss.item(), **terms}.items():
                 terms_sum[k] = terms_sum.get(k, 0.0) + v * len(sel)
         row = {"epoch": epoch, **{f"train_{k}": v / len(train_idx) for k, v in terms_sum.items()}}
         if n_val:

@@ -23,7 +23,37 @@ SIMULATOR_CARDS = (
         kind="heterogeneous",
         summary="H.264 re-encoding (preset fast) at graded CRF levels; paper: 24, 36, 48, 63",
     ),
+    TeacherCard(
+        name="blur",
+        version="gauss-v1",
+        higher_is_better=False,  # a higher level (sigma) is worse
+        score_range=None,
+        needs="file",
+        kind="heterogeneous",
+        summary="Gaussian blur of every frame at graded sigma (pixels); paper: 0.1, 0.5, 1, 2, 5",
+    ),
+    TeacherCard(
+        name="noise",
+        version="gauss-crn-v1",
+        higher_is_better=False,
+        score_range=None,
+        needs="file",
+        kind="heterogeneous",
+        summary="additive Gaussian noise at graded sigma ([0, 1] pixels); paper: .001, .002, .003, .005, .01",
+    ),
+    TeacherCard(
+        name="resize",
+        version="bilinear-v1",
+        higher_is_better=False,
+        score_range=None,
+        needs="file",
+        kind="heterogeneous",
+        summary="downscale then upscale back (antialiased bilinear) by graded factors; paper: 2, 3, 4, 8, 16",
+    ),
 )
+
+# Simulators that apply a frame op (vqa.distortions) per level; see _apply.
+FRAME_SIMULATORS = ("blur", "noise", "resize")
 
 
 @dataclass(frozen=True)
@@ -31,7 +61,7 @@ class SimulatedVideo:
     source_id: str
     simulator: str
     level: int  # 1-based rank of the distortion strength
-    param: float  # the level's parameter (CRF for h264)
+    param: float  # the level's parameter (CRF for h264, sigma or factor for frame ops)
     path: str
 
 
@@ -68,4 +98,113 @@ def simulate_h264(
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             results = list(pool.map(_h264_one, jobs))
+    return [v for group in results for v in group]
+
+
+def _apply(simulator: str, frame: np.ndarray, value: float, rng: np.random.Generator | None) -> np.ndarray:
+    from vqa import distortions as d
+
+    if simulator == "blur":
+        return d.gaussian_blur(frame, value)
+    if simulator == "noise":
+        return d.gaussian_noise(frame, value, rng)
+    if simulator == "resize":
+        return d.resize_down_up(frame, value)
+    raise ValueError(f"unknown frame simulator {simulator!r}; expected one of {FRAME_SIMULATORS}")
+
+
+def _source_key(source_id: str) -> int:
+    """32-bit seed part from the content id (a sha256), so noise does not depend on job order."""
+    try:
+        return int(source_id[:8], 16)
+    except ValueError:  # non-hex ids (hand-made lists): hash them instead
+        import hashlib
+
+        return int(hashlib.sha256(source_id.encode()).hexdigest()[:8], 16)
+
+
+def frame_version_path(out_dir: str | Path, source_id: str, simulator: str, level: int) -> Path:
+    return Path(out_dir) / f"{source_id[:16]}__{simulator}__L{level}.mp4"
+
+
+_TAG = "vqa-simulator "
+
+
+def _version_tag(source_id: str, simulator: str, value: float, seed: int, crf: int, preset: str) -> str:
+    """What made a version, kept in its ``comment`` tag: the file name alone (level index) does
+    not change when levels, seed or CRF do, and a stale file must not be resumed."""
+    import hashlib
+    import json
+
+    version = {c.name: c.version for c in SIMULATOR_CARDS}[simulator]
+    spec = {"source": source_id, "simulator": f"{simulator}@{version}", "value": float(value),
+            "seed": int(seed) if simulator == "noise" else None, "crf": int(crf), "preset": preset}
+    return _TAG + hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _is_current(path: Path, tag: str) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        import av
+
+        with av.open(str(path)) as c:
+            return c.metadata.get("comment") == tag
+    except Exception:  # unreadable or foreign file: rebuild it
+        return False
+
+
+def _frames_one(job: tuple) -> list[SimulatedVideo]:
+    from vqa.video import iter_frames
+    from vqa.video.encode import video_fps, write_video
+
+    source_id, src, out_dir, simulator, levels, seed, crf, preset = job
+    tags = {k: _version_tag(source_id, simulator, v, seed, crf, preset) for k, v in enumerate(levels, start=1)}
+    # Atomic writes: an existing file with the right tag is complete and current.
+    todo = [(k, v) for k, v in enumerate(levels, start=1)
+            if not _is_current(frame_version_path(out_dir, source_id, simulator, k), tags[k])]
+    if todo:
+        # One decode serves every level; a demo clip (~100 frames, <= 540p) fits in memory.
+        frames = [f for _, f in iter_frames(src)]
+        fps = video_fps(src)
+        for k, value in todo:
+            # Seeded per (run seed, source), not per job: same bytes whatever the worker count. Every
+            # level gets the same field (common random numbers), so a higher level is more of it.
+            rng = np.random.default_rng([seed, _source_key(source_id)]) if simulator == "noise" else None
+            write_video(frame_version_path(out_dir, source_id, simulator, k),
+                        (_apply(simulator, f, value, rng) for f in frames),
+                        fps=fps, codec="libx264", crf=crf, preset=preset, metadata={"comment": tags[k]})
+        del frames
+    return [SimulatedVideo(source_id, simulator, k, float(v), frame_version_path(out_dir, source_id, simulator, k).as_posix())
+            for k, v in enumerate(levels, start=1)]
+
+
+def simulate_frames(
+    sources: list[tuple[str, str]],
+    out_dir: str | Path,
+    *,
+    simulator: str,
+    levels: list[float],
+    seed: int,
+    workers: int = 2,
+    crf: int = 12,
+    preset: str = "fast",
+) -> list[SimulatedVideo]:
+    """Apply a frame op (blur / noise / resize) at every level to each (source_id, path).
+
+    Each version is encoded near-losslessly (``crf``) so the simulated distortion, not the codec,
+    sets the quality order. Existing outputs made from the same settings are skipped (resume);
+    ones made from other settings (levels, seed, CRF) are rebuilt.
+    """
+    if simulator not in FRAME_SIMULATORS:
+        raise ValueError(f"unknown frame simulator {simulator!r}; expected one of {FRAME_SIMULATORS}")
+    levels = [float(v) for v in levels]
+    if not levels or any(b <= a for a, b in zip(levels, levels[1:])):
+        raise ValueError(f"{simulator}: levels must be non-empty and strictly increasing, got {levels}")
+    from vqa.parallel import bounded_map
+
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    jobs = [(sid, str(path), str(out_dir), simulator, levels, int(seed), int(crf), preset) for sid, path in sources]
+    # Spawning a pool costs more than one small job saves.
+    results = bounded_map(_frames_one, jobs, workers if len(jobs) > 1 else 1)
     return [v for group in results for v in group]

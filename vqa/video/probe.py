@@ -184,6 +184,16 @@ def _decode_error(path: str, exc: BaseException, where: str) -> VideoError:
     return VideoCorrupt(path, f"cannot decode {where}: {_reason(exc)}")
 
 
+def _check_complete(path: str, index: int, meta: _Meta) -> None:
+    """A cut-off file whose index sits at the front (faststart MP4, MKV) still opens and decodes
+    its first frame; demuxing (not decoding) every packet shows the frames that are missing."""
+    count, end = _scan_packets(path, index, meta.start)
+    if meta.frames and count < 0.9 * meta.frames - 1:
+        raise VideoCorrupt(path, f"truncated: {count} of {meta.frames} declared frames present")
+    if not meta.frames and meta.duration > 2.0 and end < 0.9 * meta.duration - 1.0:
+        raise VideoCorrupt(path, f"truncated: data ends at {end:.1f} s of a declared {meta.duration:.1f} s")
+
+
 def probe(path: str | os.PathLike) -> VideoInfo:
     """Metadata of the first video stream, after checking that its first frame decodes."""
     p = os.fspath(path)
@@ -199,6 +209,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             raise _decode_error(p, exc, "first frame") from None
         if first is None:
             raise VideoEmpty(p, "no decodable video frames")
+        _check_complete(p, stream.index, meta)
         return _info(meta, first)
     finally:
         container.close()
