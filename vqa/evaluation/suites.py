@@ -46,28 +46,27 @@ def _read_csv(path: Path) -> list[dict]:
 
 def load_known_order(root: str | Path) -> Suite:
     root = Path(root)
-    items, missing = [], []
-    for n, row in enumerate(_read_csv(root / "labels.csv"), start=2):
+    labels = root / "labels.csv"
+    items, missing, pristine = [], [], {}
+    for n, row in enumerate(_read_csv(labels), start=2):
         try:
             level = int(row["level"])
             file = root / row["file"]
             ood = str(row.get("ood", "0")).strip() in ("1", "true", "True")
-            group = f"{row['source']}/{row['distortion']}"
+            source, distortion = row["source"], row["distortion"]
         except (KeyError, ValueError) as exc:
-            raise ValueError(f"{root / 'labels.csv'}:{n}: bad row ({exc})") from None
+            raise ValueError(f"{labels}:{n}: bad row ({exc})") from None
         if not file.exists():
             missing.append(str(file))
-            continue
-        if row["distortion"] == "pristine":
-            continue  # joined to every group of its source below
-        items.append(SuiteItem(file, group, -float(level), {"ood": ood, "source": row["source"]}))
-    # The pristine clip is level 0 of every group of its source.
-    for n, row in enumerate(_read_csv(root / "labels.csv"), start=2):
-        if row.get("distortion") != "pristine" or not (root / row["file"]).exists():
-            continue
-        for g in sorted({i.group for i in items if i.tags["source"] == row["source"]}):
-            ood = next(i.tags["ood"] for i in items if i.group == g)
-            items.append(SuiteItem(root / row["file"], g, 0.0, {"ood": ood, "source": row["source"]}))
+        elif distortion == "pristine":
+            pristine[source] = file
+        else:
+            items.append(SuiteItem(file, f"{source}/{distortion}", -float(level), {"ood": ood, "source": source}))
+    # The pristine clip is level 0 of every distortion group of its source.
+    groups = {it.group: it.tags for it in items}
+    for group, tags in sorted(groups.items()):
+        if tags["source"] in pristine:
+            items.append(SuiteItem(pristine[tags["source"]], group, 0.0, dict(tags)))
     return Suite("known_order", items, "known_order", missing)
 
 
