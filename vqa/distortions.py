@@ -340,3 +340,26 @@ def laplacian_variance(frame: np.ndarray) -> float:
     """Variance of the Laplacian of the luma: a simple sharpness measure (higher = sharper)."""
     x = to_float(frame) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     return float(ndimage.laplace(x, mode="nearest").var())
+
+
+def apply_op(x: np.ndarray, op: dict, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Apply one spatial op described as {"op": name, <its parameter>: value} (as recorded in
+    provenance) to a frame; `rng` is needed by the random ops."""
+    name = op["op"]
+    if name == "resize_down_up":
+        return resize_down_up(x, op["factor"])
+    if name == "gaussian_blur":
+        return gaussian_blur(x, op["sigma"])
+    if name == "gaussian_noise":
+        return gaussian_noise(x, op["sigma"], rng)
+    if name == "darken":
+        return darken(x, op["p"])
+    if name == "brighten":
+        return brighten(x, op["p"])
+    if name == "banding":
+        return banding(x, op["levels"])
+    if name == "colour_shift":
+        return colour_shift(x, op["amount"])
+    if name == "block_corruption":
+        return block_corruption(x, op["rate"], rng)
+    raise ValueError(f"unknown spatial op {name!r}")

@@ -310,25 +310,6 @@ def _render_scene(scene: dict, indices: list[int]) -> Iterator[np.ndarray]:
 
 # ----------------------------------------------------------------------------- degradations
 
-def _apply(x: np.ndarray, op: dict, rng: np.random.Generator | None) -> np.ndarray:
-    name = op["op"]
-    if name == "resize_down_up":
-        return D.resize_down_up(x, op["factor"])
-    if name == "gaussian_blur":
-        return D.gaussian_blur(x, op["sigma"])
-    if name == "gaussian_noise":
-        return D.gaussian_noise(x, op["sigma"], rng)
-    if name in ("darken", "brighten"):
-        return getattr(D, name)(x, op["p"])
-    if name == "banding":
-        return D.banding(x, op["levels"])
-    if name == "colour_shift":
-        return D.colour_shift(x, op["amount"])
-    if name == "block_corruption":
-        return D.block_corruption(x, op["rate"], rng)
-    raise ValueError(f"unknown spatial op {name!r}")
-
-
 def _plan_chain(rng: np.random.Generator, fps: int) -> tuple[float, list[dict]]:
     """Seeded degradation chain: a latent severity drives both the number of ops and the CRF.
 
@@ -431,7 +412,7 @@ def _build_demo_clip(spec: dict, out_dir: str) -> None:
     def frames() -> Iterator[np.ndarray]:
         for x in _render_scene(scene, indices):
             for op in spatial:
-                x = _apply(x, op, noise_rng)
+                x = D.apply_op(x, op, noise_rng)
             yield x
 
     write_video(
@@ -575,7 +556,7 @@ def _suite_scene(scene: dict) -> list[np.ndarray]:
 def _build_suite_clip(spec: dict, out_dir: str) -> None:
     frames = _suite_scene(spec["scene"])
     op, rng = spec["op"], np.random.default_rng(spec["rng_key"])
-    it = frames if op is None else (_apply(x, op, rng) for x in frames)
+    it = frames if op is None else (D.apply_op(x, op, rng) for x in frames)
     write_video(
         Path(out_dir) / spec["file"],
         it,

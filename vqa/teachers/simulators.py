@@ -101,16 +101,15 @@ def simulate_h264(
     return [v for group in results for v in group]
 
 
-def _apply(simulator: str, frame: np.ndarray, value: float, rng: np.random.Generator | None) -> np.ndarray:
-    from vqa import distortions as d
+# Each frame simulator is one op of vqa.distortions and the name of its strength parameter.
+_FRAME_OPS = {"blur": ("gaussian_blur", "sigma"), "noise": ("gaussian_noise", "sigma"), "resize": ("resize_down_up", "factor")}
 
-    if simulator == "blur":
-        return d.gaussian_blur(frame, value)
-    if simulator == "noise":
-        return d.gaussian_noise(frame, value, rng)
-    if simulator == "resize":
-        return d.resize_down_up(frame, value)
-    raise ValueError(f"unknown frame simulator {simulator!r}; expected one of {FRAME_SIMULATORS}")
+
+def _apply(simulator: str, frame: np.ndarray, value: float, rng: np.random.Generator | None) -> np.ndarray:
+    from vqa.distortions import apply_op
+
+    op, param = _FRAME_OPS[simulator]
+    return apply_op(frame, {"op": op, param: value}, rng)
 
 
 def _source_key(source_id: str) -> int:
