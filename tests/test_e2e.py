@@ -136,3 +136,17 @@ def test_student_prefers_clean_over_heavily_degraded(finished):
             total += 1
             wins += scores[0]["score"] > s["score"]
     assert total > 0 and wins / total >= 0.75, f"clean beat degraded in {wins}/{total} comparisons"
+
+
+def test_rerunning_round2_uses_round1_student_not_the_moved_alias(finished):
+    """After round 2 the alias points at version 2; a forced re-run of round 2's teacher step
+    must still use round 1's student and reproduce the same teacher scores."""
+    import os
+
+    project, tracking, _ = finished
+    before = (project / "artifacts/round2/teacher_scores.json").read_bytes()
+    env = dict(os.environ, MLFLOW_TRACKING_URI=tracking, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    out = subprocess.run([sys.executable, "-m", "dvc", "repro", "-f", "--single-item", "teach@round2"], cwd=project,
+                         env=env, capture_output=True, text=True, check=True).stdout
+    assert "round1 registered version 1, using that" in out
+    assert (project / "artifacts/round2/teacher_scores.json").read_bytes() == before

@@ -110,20 +110,24 @@ def simulate(params: Params, log: Log = print) -> list[dict]:
 
 # --------------------------------------------------------------------------- one round
 def _previous_student(params: Params, round_name: str, log: Log):
-    """Round k+1's extra teacher: the newest student, through the registry alias."""
+    """Round k+1's extra teacher: the newest student, through the registry alias. When the alias
+    has moved past round k (a later round re-registered, or round k+1 is re-run), round k's
+    recorded version is used instead, so a re-run reproduces the same inputs."""
     from vqa.registry import configure_tracking, load_registered_student
 
     configure_tracking(params.mlflow)
-    uri = f"models:/{params.mlflow.model_name}@{params.mlflow.teacher_alias}"
-    model, mv = load_registered_student(uri)
     prev = params.previous_round(round_name)
-    expected = read_json(layout.registered(prev)).get("version") if prev else None
-    if expected is not None and str(expected) != str(mv.version):
-        log(f"teach: warning: {uri} is version {mv.version}, but {prev} registered version {expected}")
-    log(f"teach: {uri} -> version {mv.version} (run {mv.run_id}) joins the teachers")
-    return model, {"key": f"student@{mv.run_id}", "name": f"student_{prev or 'v' + str(mv.version)}",
-                   "kind": "student", "higher_is_better": True, "uri": uri,
-                   "version": str(mv.version), "run_id": mv.run_id}
+    alias_uri = f"models:/{params.mlflow.model_name}@{params.mlflow.teacher_alias}"
+    model, mv = load_registered_student(alias_uri)
+    expected = str(read_json(layout.registered(prev))["version"])
+    if str(mv.version) != expected:
+        log(f"teach: {alias_uri} is version {mv.version}; {prev} registered version {expected}, using that")
+        model, mv = load_registered_student(f"models:/{params.mlflow.model_name}/{expected}")
+    uri = f"models:/{params.mlflow.model_name}/{mv.version}"
+    log(f"teach: {alias_uri} -> {uri} (run {mv.run_id}) joins the teachers")
+    # The record names the exact version, so a re-run writes the same bytes.
+    return model, {"key": f"student@{mv.run_id}", "name": f"student_{prev}", "kind": "student",
+                   "higher_is_better": True, "uri": uri, "version": str(mv.version), "run_id": mv.run_id}
 
 
 def teach(params: Params, round_name: str, log: Log = print) -> dict:
