@@ -13,43 +13,21 @@ import numpy as np
 
 from vqa.teachers.base import TeacherCard
 
+def _simulator_card(name: str, version: str, summary: str) -> TeacherCard:
+    # Every simulator: a higher level is worse, and it works on the whole file.
+    return TeacherCard(name=name, version=version, higher_is_better=False, score_range=None,
+                       needs="file", kind="heterogeneous", summary=summary)
+
+
 SIMULATOR_CARDS = (
-    TeacherCard(
-        name="h264",
-        version="libx264-fast",
-        higher_is_better=False,  # a higher level (CRF) is worse
-        score_range=None,
-        needs="file",
-        kind="heterogeneous",
-        summary="H.264 re-encoding (preset fast) at graded CRF levels; paper: 24, 36, 48, 63",
-    ),
-    TeacherCard(
-        name="blur",
-        version="gauss-v1",
-        higher_is_better=False,  # a higher level (sigma) is worse
-        score_range=None,
-        needs="file",
-        kind="heterogeneous",
-        summary="Gaussian blur of every frame at graded sigma (pixels); paper: 0.1, 0.5, 1, 2, 5",
-    ),
-    TeacherCard(
-        name="noise",
-        version="gauss-crn-v1",
-        higher_is_better=False,
-        score_range=None,
-        needs="file",
-        kind="heterogeneous",
-        summary="additive Gaussian noise at graded sigma ([0, 1] pixels); paper: .001, .002, .003, .005, .01",
-    ),
-    TeacherCard(
-        name="resize",
-        version="bilinear-v1",
-        higher_is_better=False,
-        score_range=None,
-        needs="file",
-        kind="heterogeneous",
-        summary="downscale then upscale back (antialiased bilinear) by graded factors; paper: 2, 3, 4, 8, 16",
-    ),
+    _simulator_card("h264", "libx264-fast",
+                    "H.264 re-encoding (preset fast) at graded CRF levels; paper: 24, 36, 48, 63"),
+    _simulator_card("blur", "gauss-v1",
+                    "Gaussian blur of every frame at graded sigma (pixels); paper: 0.1, 0.5, 1, 2, 5"),
+    _simulator_card("noise", "gauss-crn-v1",
+                    "additive Gaussian noise at graded sigma ([0, 1] pixels); paper: .001, .002, .003, .005, .01"),
+    _simulator_card("resize", "bilinear-v1",
+                    "downscale then upscale back (antialiased bilinear) by graded factors; paper: 2, 3, 4, 8, 16"),
 )
 
 # Simulators that apply a frame op (vqa.distortions) per level; see _apply.
