@@ -1,10 +1,17 @@
-"""What every teacher is: a named, versioned scorer with a known direction."""
+"""What every homogeneous teacher is: a named, versioned scorer with a known direction.
+
+A teacher never decodes: the teacher step decodes each video once (key frames plus short clips)
+and hands the same arrays to every teacher, so adding a teacher costs its own compute only.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+
+NEEDS = ("key_frames", "clips", "file")
+KINDS = ("homogeneous", "heterogeneous")
 
 
 class TeacherError(Exception):
@@ -16,27 +23,87 @@ class TeacherCard:
     name: str
     version: str
     higher_is_better: bool
-    score_range: tuple[float, float] | None
-    needs: str  # "key_frames" (1 fps frames) or "file" (the whole video file)
-    kind: str  # "homogeneous" (a score) or "heterogeneous" (a distortion simulator)
+    score_range: tuple[float | None, float | None] | None
+    needs: str  # one of NEEDS: 1 fps key frames, short clips starting at each key frame, the file
+    kind: str  # one of KINDS: "homogeneous" (a score) or "heterogeneous" (a distortion simulator)
     summary: str
+    origin: str = "built-in"  # "built-in", an entry point ("pkg.module:Class") or a spec file
+
+    def __post_init__(self):
+        if self.needs not in NEEDS:
+            raise ValueError(f"teacher {self.name!r}: needs must be one of {NEEDS}, got {self.needs!r}")
+        if self.kind not in KINDS:
+            raise ValueError(f"teacher {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
+        if not self.name or "@" in self.name or "/" in self.name:
+            raise ValueError(f"teacher name {self.name!r} must be non-empty without '@' or '/'")
 
     @property
     def key(self) -> str:
         """Cache key: a new version invalidates that teacher's cached scores only."""
         return f"{self.name}@{self.version}"
 
+    @property
+    def direction(self) -> str:
+        return "higher is better" if self.higher_is_better else "lower is better"
 
-class FrameTeacher:
-    """A homogeneous teacher that scores RGB key frames; the video score is their mean."""
+
+def _video_score(card: TeacherCard, per_item: np.ndarray, what: str) -> dict:
+    per_item = np.asarray(per_item, dtype=np.float64).reshape(-1)
+    if per_item.size == 0:
+        raise TeacherError(f"{card.name}: no {what} scores")
+    if not np.all(np.isfinite(per_item)):
+        raise TeacherError(f"{card.name}: non-finite {what} scores")
+    return {"score": float(per_item.mean()), what: [float(x) for x in per_item]}
+
+
+class Teacher:
+    """Base of all homogeneous teachers; subclasses set ``card`` and one ``score_*`` method."""
 
     card: ClassVar[TeacherCard]
 
-    def score_frames(self, frames: np.ndarray) -> np.ndarray:  # [T,H,W,3] uint8 -> [T]
+    def score_decoded(self, key_frames: np.ndarray, clips: np.ndarray | None, path: str) -> dict:
+        """Score one decoded video -> {"score": float, ...}; raise TeacherError on failure."""
+        raise NotImplementedError
+
+
+class FrameTeacher(Teacher):
+    """Scores RGB key frames ([T,H,W,3] uint8 -> [T]); the video score is their mean."""
+
+    def score_frames(self, frames: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
     def score_video(self, frames: np.ndarray) -> dict:
-        per_frame = np.asarray(self.score_frames(frames), dtype=np.float64)
-        if per_frame.size == 0 or not np.all(np.isfinite(per_frame)):
-            raise TeacherError(f"{self.card.name}: non-finite frame scores")
-        return {"score": float(per_frame.mean()), "frames": [float(x) for x in per_frame]}
+        return _video_score(self.card, self.score_frames(frames), "frames")
+
+    def score_decoded(self, key_frames, clips, path):
+        return self.score_video(key_frames)
+
+
+class ClipTeacher(Teacher):
+    """Scores short clips of consecutive frames ([N,L,H,W,3] uint8 -> [N]), one clip starting at
+    each key frame; the video score is their mean. ``clip_len`` is how many frames it needs."""
+
+    clip_len: ClassVar[int] = 2
+
+    def score_clips(self, clips: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def score_decoded(self, key_frames, clips, path):
+        if clips is None or clips.shape[1] < self.clip_len:
+            got = 0 if clips is None else clips.shape[1]
+            raise TeacherError(f"{self.card.name}: needs clips of {self.clip_len} frames, got {got}")
+        return _video_score(self.card, self.score_clips(clips[:, : self.clip_len]), "clips")
+
+
+class FileTeacher(Teacher):
+    """Scores a whole file itself (e.g. a model that decodes on its own); avoid where possible:
+    it decodes the video again."""
+
+    def score_file(self, path: str) -> float:
+        raise NotImplementedError
+
+    def score_decoded(self, key_frames, clips, path):
+        score = float(self.score_file(path))
+        if not np.isfinite(score):
+            raise TeacherError(f"{self.card.name}: non-finite score")
+        return {"score": score}
