@@ -30,6 +30,7 @@ __all__ = [
     "gaussian_noise",
     "darken",
     "brighten",
+    "jitter",
     "banding",
     "colour_shift",
     "block_corruption",
@@ -213,16 +214,50 @@ def darken(frame: np.ndarray, p: float) -> np.ndarray:
     return from_float(np.float32(1.0 - p / 2.0) * np.power(x, np.float32(1.0 + 3.0 * p)), frame)
 
 
+BRIGHTEN_MAX_P = 2.0
+
+
 def brighten(frame: np.ndarray, p: float) -> np.ndarray:
-    """Over-exposure: y = 1 - (1 - x) ** (1 + 3p), per channel, p in [0, 1].
+    """Over-exposure: y = 1 - (1 - x) ** (1 + 3p), per channel, p in [0, 2].
 
     The mirror image of ``darken``'s power curve (KADID-10k style): mid-tones are lifted and
-    highlights compress towards white. p = 0.5 maps mid-grey 0.5 to about 0.82.
+    highlights compress towards white. p = 0.5 maps mid-grey 0.5 to about 0.82. The range goes
+    past 1 because the paper's top level is 1.1 (0.5 -> about 0.95); the curve stays identity
+    at p = 0 and brighter for every larger p. p outside [0, 2] is an error, not clipped.
     """
     _check(frame)
-    p = float(np.clip(p, 0.0, 1.0))
+    p = float(p)
+    if not 0.0 <= p <= BRIGHTEN_MAX_P:
+        raise ValueError(f"brighten: p must lie in [0, {BRIGHTEN_MAX_P}], got {p}")
     x = to_float(frame)
     return from_float(1.0 - np.power(1.0 - x, np.float32(1.0 + 3.0 * p)), frame)
+
+
+def jitter_window(height: int, width: int, max_shift: int, u: np.ndarray) -> tuple[int, int, int, int]:
+    """(top, left, crop_h, crop_w) of one jittered frame: a (H-2m) x (W-2m) window at
+    (m + dy, m + dx), dy and dx integers in [-m, m] read from two uniforms ``u`` in [0, 1).
+    Mapping fixed uniforms, not drawing integers, keeps common random numbers across m."""
+    m = int(max_shift)
+    if m < 0 or 2 * m >= min(height, width):
+        raise ValueError(f"jitter: max_shift must lie in 0..{(min(height, width) - 1) // 2}, got {m}")
+    dy, dx = (np.minimum(np.floor(np.asarray(u, dtype=np.float64) * (2 * m + 1)), 2 * m) - m).astype(int)
+    return m + int(dy), m + int(dx), height - 2 * m, width - 2 * m
+
+
+def jitter(frame: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
+    """Camera shake: shift by a random integer (dy, dx) in [-m, m]^2, m = ``max_shift`` pixels.
+
+    The frame is cropped to the window ``jitter_window`` gives and resized back to H x W, so
+    every frame of one level loses the same 2m-pixel border (a fixed zoom) and only the
+    position moves. Two uniforms are drawn per call whatever m is (common random numbers).
+    """
+    _check(frame)
+    u = rng.random(2)
+    h, w = frame.shape[:2]
+    if int(max_shift) == 0:
+        return frame.copy()
+    top, left, ch, cw = jitter_window(h, w, max_shift, u)
+    return crop_resize(frame, top, left, ch, cw, h, w)
 
 
 def banding(frame: np.ndarray, levels: int) -> np.ndarray:
@@ -356,6 +391,8 @@ def apply_op(x: np.ndarray, op: dict, rng: np.random.Generator | None = None) ->
         return darken(x, op["p"])
     if name == "brighten":
         return brighten(x, op["p"])
+    if name == "jitter":
+        return jitter(x, op["max_shift"], rng)
     if name == "banding":
         return banding(x, op["levels"])
     if name == "colour_shift":

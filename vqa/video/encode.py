@@ -198,15 +198,17 @@ def reencode(
     preset: str = "medium",
     max_side: int | None = None,
     pix_fmt: str = "yuv420p",
+    metadata: Mapping[str, str] | None = None,
 ) -> None:
     """Decode ``src`` and encode it again to ``dst`` at the same nominal frame rate.
 
     Frames stay in YUV (no RGB round trip) and are retimed to a constant rate; ``max_side``
     shrinks (area filter) so that the longer side fits. For libx264, CRF above 51 is clamped
     to 51, so e.g. levels 24/36/48/63 give strictly decreasing quality with 63 == 51.
+    ``metadata``: container tags, as in ``write_video``.
     """
     rate = video_fps(src)
-    w = _Writer(dst, fps=rate, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, metadata=None)
+    w = _Writer(dst, fps=rate, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, metadata=metadata)
     try:
         with av.open(str(src)) as c:
             s = c.streams.video[0]
