@@ -37,10 +37,12 @@ def project(tmp_path_factory):
     shutil.copytree(ROOT / "vqa", proj / "vqa", ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["corpus"]["demo_clips"] = 6
-    params["teachers"]["simulators"]["h264"]["sources"] = 3
-    for sim in ("blur", "noise", "resize"):
-        if sim in params["teachers"]["simulators"]:
-            params["teachers"]["simulators"][sim]["sources"] = 2
+    sims = params["teachers"]["simulators"]
+    sims["h264"]["sources"] = 3
+    sims["h265"]["sources"] = 1
+    sims["h265"]["preset"] = "ultrafast"  # veryslow costs ~10 s per encode; the demo keeps it
+    for sim in ("blur", "noise", "resize", "darken", "brighten", "jitter", "stutter"):
+        sims[sim]["sources"] = 2
     params["fusion"]["homogeneous_pairs"] = 15
     params["student"]["epochs"] = 15
     params["student"]["batch_size"] = 16

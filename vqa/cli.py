@@ -78,11 +78,48 @@ def cmd_report(args) -> int:
 
 
 def cmd_teachers_list(args) -> int:
-    from vqa.teachers import teacher_cards
+    from vqa.teachers import register_specs, teacher_cards
+    from vqa.teachers.registry import broken_plugins
 
-    for c in teacher_cards():
-        direction = "higher=better" if c.higher_is_better else "lower=better"
-        print(f"{c.name:<10} {c.kind:<13} {c.key:<24} {direction:<13} {c.summary}")
+    if Path(args.params).exists():  # the project's exported-model teachers join the list
+        register_specs(_params(args).teachers.external)
+    cards = teacher_cards()
+    if args.json:
+        import dataclasses
+        import json
+
+        print(json.dumps([dataclasses.asdict(c) | {"key": c.key} for c in cards], indent=1))
+        return 0
+
+    def span(r):
+        return "-" if r is None else f"[{'' if r[0] is None else r[0]},{'' if r[1] is None else r[1]}]"
+
+    rows = [("name", "kind", "version", "direction", "range", "needs", "origin", "what it measures")]
+    rows += [(c.name, c.kind, c.version, "higher=better" if c.higher_is_better else "lower=better",
+              span(c.score_range), c.needs, c.origin, c.summary) for c in cards]
+    widths = [max(len(str(r[i])) for r in rows) for i in range(7)]
+    for r in rows:
+        print("  ".join(f"{str(v):<{w}}" for v, w in zip(r, widths)) + "  " + r[7])
+    homo = sum(c.kind == "homogeneous" for c in cards)
+    print(f"\n{homo} homogeneous teachers, {len(cards) - homo} simulator types")
+    for name, why in broken_plugins().items():
+        print(f"vqa teachers: plug-in {name!r} failed to load: {why}", file=sys.stderr)
+    return 0
+
+
+def cmd_bench_teachers(args) -> int:
+    import json
+
+    from vqa.bench.teachers import bench_teachers
+
+    params = _params(args) if Path(args.params).exists() else None
+    videos = args.videos or (params.corpus.videos if params else "data/videos")
+    result = bench_teachers(
+        videos, teachers=args.teachers, workers=args.workers, limit=args.limit,
+        key_rate=params.video.key_rate if params else 1.0,
+        max_key_frames=params.video.max_key_frames if params else 8, log=log,
+    )
+    print(json.dumps(result, sort_keys=True))  # the last line: one JSON object
     return 0
 
 
@@ -171,7 +208,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("report", help="print the table of every teacher and student").set_defaults(func=cmd_report)
     t = sub.add_parser("teachers", help="teacher registry").add_subparsers(dest="teachers_cmd", required=True)
-    t.add_parser("list", help="list registered teachers").set_defaults(func=cmd_teachers_list)
+    tl = t.add_parser("list", help="list every registered teacher and simulator type")
+    tl.add_argument("--json", action="store_true", help="machine-readable cards")
+    tl.set_defaults(func=cmd_teachers_list)
+
+    b = sub.add_parser("bench", help="benchmarks (speed and memory, as ratios to a baseline in the same run)")
+    b = b.add_subparsers(dest="bench_cmd", required=True)
+    bt = b.add_parser("teachers", help="seconds per video per teacher; statistics step vs decode-only")
+    bt.add_argument("--videos", default=None, help="folder of videos (default: params corpus.videos)")
+    bt.add_argument("--teachers", nargs="*", default=None, help="other teachers to time (default: all built-in)")
+    bt.add_argument("--workers", type=int, default=2)
+    bt.add_argument("--limit", type=int, default=None, help="only the first N videos")
+    bt.set_defaults(func=cmd_bench_teachers)
 
     s = sub.add_parser("score", help="score video files or folders with a trained student (CSV on stdout)")
     s.add_argument("paths", nargs="+")

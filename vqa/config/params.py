@@ -32,11 +32,54 @@ class VideoParams(_Section):
     max_key_frames: int = Field(8, ge=1)  # evenly spaced subset for long videos
 
 
-class H264SimulatorParams(_Section):
+def _numbers(v, *, integers: bool = False):
+    """YAML gives typed scalars; a quoted "0.5" or a bool in a level list is a mistake, not a number."""
+    if isinstance(v, list):
+        for x in v:
+            if isinstance(x, (bool, str)) or not isinstance(x, (int, float)):
+                raise ValueError(f"must list {'integers' if integers else 'numbers'}, got {x!r}")
+            if integers and isinstance(x, float) and not x.is_integer():
+                raise ValueError(f"must list integers, got {x!r}")
+    return v
+
+
+def _at_least_two_increasing(v: list) -> list:
+    # One level gives no pair; equal or falling levels would break the known order.
+    if len(v) < 2 or any(b <= a for a, b in zip(v, v[1:])):
+        raise ValueError(f"must list at least two strictly increasing values (least to most distorted), got {v}")
+    return v
+
+
+def _within(v: list[float], lo: float, hi: float, what: str, *, lo_open: bool = True, hi_open: bool = False):
+    bad = [x for x in v if (x <= lo if lo_open else x < lo) or (x >= hi if hi_open else x > hi)]
+    if bad:
+        span = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+        raise ValueError(f"{what} must lie in {span}, got {bad}")
+    return v
+
+
+_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
+
+
+class _SimulatorSection(_Section):
     enabled: bool = True
-    crf_levels: list[int] = [24, 36, 48, 63]  # the paper's levels, least to most distorted
-    preset: str = "fast"
-    sources: int = Field(16, ge=0)  # corpus videos re-encoded at every level
+    # Corpus videos (a seeded subset) simulated at every level. Defaults are cost-balanced so the
+    # demo's simulate step stays near 3 min on 2 cores (measured per source: blur ~6 s, jitter ~3 s).
+    sources: int = Field(4, ge=0)
+    # Most pairs fused from this simulator per round (a seeded sample); null: every pair.
+    pairs: int | None = Field(None, ge=0)
+
+
+class CodecSimulatorParams(_SimulatorSection):
+    """A codec simulator (h264 / h265): the source re-encoded at every CRF level."""
+
+    crf_levels: list[int]  # least to most distorted
+    preset: str
+
+    @field_validator("crf_levels", mode="before")
+    @classmethod
+    def _ints(cls, v):
+        return _numbers(v, integers=True)
 
     @field_validator("crf_levels")
     @classmethod
@@ -47,22 +90,42 @@ class H264SimulatorParams(_Section):
             raise ValueError("CRF values must lie in 0..63")
         return v
 
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, v: str) -> str:
+        if v not in _PRESETS:
+            raise ValueError(f"unknown preset {v!r}; expected one of {', '.join(_PRESETS)}")
+        return v
 
-class FrameSimulatorParams(_Section):
-    """A frame-op simulator (blur / noise / resize): one version per level of each source."""
 
-    enabled: bool = True
+class H264SimulatorParams(CodecSimulatorParams):
+    crf_levels: list[int] = [24, 36, 48, 63]  # the paper's levels; x264 clamps 63 to 51
+    preset: str = "fast"
+    sources: int = Field(16, ge=0)
+
+
+class H265SimulatorParams(CodecSimulatorParams):
+    crf_levels: list[int] = [36, 40, 44, 48]  # the paper's levels
+    preset: str = "veryslow"  # the paper's; ~11 s per demo clip and level (2 cores), hence few sources
+    sources: int = Field(2, ge=0)
+
+
+class FrameSimulatorParams(_SimulatorSection):
+    """A frame-op simulator: one version per level of each source."""
+
     levels: list[float]  # least to most distorted
-    sources: int = Field(8, ge=0)  # corpus videos simulated at every level
     # x264 CRF of the versions: low enough that the simulated distortion, not the codec, sets the order
     crf: int = Field(12, ge=0, le=51)
+
+    @field_validator("levels", mode="before")
+    @classmethod
+    def _floats(cls, v):
+        return _numbers(v)
 
     @field_validator("levels")
     @classmethod
     def _increasing(cls, v: list[float]) -> list[float]:
-        if not v or any(b <= a for a, b in zip(v, v[1:])):
-            raise ValueError("must list at least one value, strictly increasing")
-        return v
+        return _at_least_two_increasing(v)
 
 
 class BlurSimulatorParams(FrameSimulatorParams):
@@ -100,20 +163,85 @@ class ResizeSimulatorParams(FrameSimulatorParams):
         return v
 
 
+class DarkenSimulatorParams(FrameSimulatorParams):
+    levels: list[float] = [0.05, 0.1, 0.2, 0.4, 0.8]  # p of distortions.darken (the paper's)
+
+    @field_validator("levels")
+    @classmethod
+    def _range(cls, v: list[float]) -> list[float]:
+        return _within(v, 0.0, 1.0, "darken p")
+
+
+class BrightenSimulatorParams(FrameSimulatorParams):
+    levels: list[float] = [0.1, 0.2, 0.4, 0.7, 1.1]  # p of distortions.brighten (the paper's; 1.1 > 1 is allowed)
+
+    @field_validator("levels")
+    @classmethod
+    def _range(cls, v: list[float]) -> list[float]:
+        return _within(v, 0.0, 2.0, "brighten p")
+
+
+class JitterSimulatorParams(FrameSimulatorParams):
+    # Max shift per frame as a fraction of the short side (270p: 3/5/11 px). The paper gives no
+    # values; 1 % is about the smallest shake visible after the crop rescale.
+    levels: list[float] = [0.01, 0.02, 0.04]
+
+    @field_validator("levels")
+    @classmethod
+    def _range(cls, v: list[float]) -> list[float]:
+        # the crop keeps (1 - 2 x fraction) of each side; a quarter keeps half
+        return _within(v, 0.0, 0.25, "jitter fractions")
+
+
+class StutterSimulatorParams(FrameSimulatorParams):
+    # Per-frame probability of repeating the previous frame. The paper gives no values.
+    levels: list[float] = [0.1, 0.2, 0.4]
+    sources: int = Field(8, ge=0)  # the cheapest simulator (~1 s per source)
+
+    @field_validator("levels")
+    @classmethod
+    def _range(cls, v: list[float]) -> list[float]:
+        return _within(v, 0.0, 1.0, "stutter rates", hi_open=True)
+
+
 class SimulatorParams(_Section):
+    # Field order = generation order in `vqa simulate`; each type draws its own source subset.
     h264: H264SimulatorParams = H264SimulatorParams()
+    h265: H265SimulatorParams = H265SimulatorParams()
     blur: BlurSimulatorParams = BlurSimulatorParams()
     noise: NoiseSimulatorParams = NoiseSimulatorParams()
     resize: ResizeSimulatorParams = ResizeSimulatorParams()
+    darken: DarkenSimulatorParams = DarkenSimulatorParams()
+    brighten: BrightenSimulatorParams = BrightenSimulatorParams()
+    jitter: JitterSimulatorParams = JitterSimulatorParams()
+    stutter: StutterSimulatorParams = StutterSimulatorParams()
+
+    def pair_budgets(self) -> dict[str, int | None]:
+        """Per simulator name, the most pairs fusion takes from it (None: all)."""
+        return {name: getattr(self, name).pairs for name in type(self).model_fields}
+
+
+class RegistryTeacherParams(_Section):
+    """A model in the MLflow registry used as a teacher (e.g. models:/dover@prod)."""
+
+    uri: str = Field(pattern=r"^models:/[^/@]+([/@][^/@]+)$")
+    higher_is_better: bool = True
+    name: str | None = None  # defaults to the registered model's name
 
 
 class TeacherParams(_Section):
-    homogeneous: list[str] = ["niqe"]
+    homogeneous: list[str] = ["niqe"]  # registered teacher names (`vqa teachers list`)
+    external: list[str] = []  # spec files of exported TorchScript / ONNX teachers
+    registry_models: list[RegistryTeacherParams] = []
     simulators: SimulatorParams = SimulatorParams()
     workers: int = Field(2, ge=1)
 
 
 class FusionParams(_Section):
+    # How teachers are put on one scale before the paper's mean/variance rule (no labels to fit
+    # the paper's logistic): "rank_normal" maps ranks to standard-normal quantiles; "robust_z"
+    # subtracts the median and divides by 1.4826 x MAD (keeps the spacing of the raw scores).
+    alignment: Literal["rank_normal", "robust_z"] = "rank_normal"
     homogeneous_pairs: int = Field(1500, ge=0)
     # Floor on the pair spread s (in normalised score units). With one teacher
     # the ensemble variance is zero and every pair would be "superior"/"inferior".

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -54,12 +55,30 @@ def preference_level(d: float, s: float) -> int:
     return 0
 
 
-def normalise_scores(scores: dict[str, float], higher_is_better: bool) -> dict[str, float]:
-    """Map one teacher's scores to N(0,1) quantiles of their ranks (ties share a rank)."""
+ALIGNMENTS = ("rank_normal", "robust_z")
+
+
+def normalise_scores(scores: dict[str, float], higher_is_better: bool, method: str = "rank_normal") -> dict[str, float]:
+    """Put one teacher's scores on the common scale, higher = better, about N(0, 1).
+
+    rank_normal: N(0,1) quantiles of the ranks (ties share a rank); immune to each teacher's
+    range, skew and outliers. robust_z: (x - median) / (1.4826 MAD), which keeps the teacher's
+    own spacing (a teacher with no spread, MAD 0, falls back to the standard deviation, then 1).
+    Videos a teacher failed on are simply absent: fusion uses the teachers that scored them.
+    """
+    if method not in ALIGNMENTS:
+        raise ValueError(f"unknown alignment {method!r}; expected one of {ALIGNMENTS}")
     ids = sorted(scores)
     if not ids:
         return {}
     values = np.array([scores[i] for i in ids], dtype=np.float64)
+    if method == "robust_z":
+        x = values if higher_is_better else -values
+        med = np.median(x)
+        spread = 1.4826 * np.median(np.abs(x - med))
+        if not spread > 0:
+            spread = float(np.std(x)) or 1.0
+        return dict(zip(ids, ((x - med) / spread).tolist()))
     ranks = rankdata(values if higher_is_better else -values, method="average")
     z = norm.ppf((ranks - 0.5) / len(ids))
     return dict(zip(ids, z.tolist()))
@@ -99,14 +118,22 @@ def homogeneous_pairs(
     return pairs
 
 
-def simulator_pairs(versions: list[tuple[str, str, int, str]], *, seed: int) -> list[Pair]:
-    """All pairs of versions of each source. `versions`: (video_id, source_id, level, simulator)."""
+def simulator_pairs(
+    versions: list[tuple[str, str, int, str]], *, seed: int, budgets: dict[str, int | None] | None = None
+) -> list[Pair]:
+    """All pairs of versions of each source. `versions`: (video_id, source_id, level, simulator).
+
+    `budgets`: per simulator, the most pairs kept (None or absent: all). A type over budget keeps
+    a uniform sample drawn with its own generator (seed, name), so one type's budget never
+    changes another's pairs; kept pairs stay in their original order.
+    """
     by_source: dict[tuple[str, str], list[tuple[int, str]]] = {}
     for vid, source_id, level, simulator in versions:
         by_source.setdefault((simulator, source_id), []).append((level, vid))
     rng = np.random.default_rng(seed)
-    pairs: list[Pair] = []
+    by_type: dict[str, list[Pair]] = {}
     for (simulator, _), items in sorted(by_source.items()):
+        pairs = by_type.setdefault(simulator, [])
         items.sort()
         for x in range(len(items)):
             for y in range(x + 1, len(items)):
@@ -118,7 +145,18 @@ def simulator_pairs(versions: list[tuple[str, str, int, str]], *, seed: int) -> 
                     pairs.append(Pair(vi, vj, label, simulator, float(lj - li)))
                 else:
                     pairs.append(Pair(vj, vi, 4 - label, simulator, float(li - lj)))
-    return pairs
+    out: list[Pair] = []
+    for simulator, pairs in by_type.items():
+        budget = (budgets or {}).get(simulator)
+        if budget is not None and budget < 0:
+            raise ValueError(f"pair budget of {simulator!r} must be >= 0 or None, got {budget}")
+        if budget is not None and budget < len(pairs):
+            # crc32: a stable per-name stream (Python's hash() is salted per process)
+            sub = np.random.default_rng([seed, zlib.crc32(simulator.encode())])
+            keep = np.sort(sub.choice(len(pairs), size=budget, replace=False))
+            pairs = [pairs[i] for i in keep]
+        out.extend(pairs)
+    return out
 
 
 _FIELDS = ["a", "b", "label", "level_name", "source", "d", "s"]

@@ -70,40 +70,35 @@ def build_suite(params: Params, log: Log = print):
 
 def simulate(params: Params, log: Log = print) -> list[dict]:
     """Heterogeneous teachers: graded versions of a seeded subset of the corpus."""
-    from vqa.teachers.simulators import pick_sources, simulate_frames, simulate_h264
+    from vqa.teachers.simulators import CODEC_SIMULATORS, pick_sources, simulate_codec, simulate_frames
 
     sims = params.teachers.simulators
-    h264 = sims.h264
     videos: list[dict] = []
     items: dict[str, str] = {}
-
-    def add(made) -> None:
-        for v in made:
-            videos.append({"id": sha256_file(v.path), "path": v.path, "source_id": v.source_id,
-                           "simulator": v.simulator, "level": v.level, "param": v.param})
-
-    if h264.enabled and h264.sources:
-        items = items or dict(_corpus_items())
-        chosen = pick_sources(list(items), h264.sources, params.seed)
-        made = simulate_h264(
-            [(vid, items[vid]) for vid in chosen], layout.SIMULATED / "videos",
-            crfs=h264.crf_levels, preset=h264.preset, workers=params.teachers.workers,
-        )
-        add(made)
-        log(f"simulate: h264 at CRF {h264.crf_levels} on {len(chosen)} sources -> {len(made)} videos")
-    # A distinct seed offset per simulator: each draws its own subset, stable if others change.
-    for name, offset in (("blur", 1), ("noise", 2), ("resize", 3)):
+    # A fixed seed offset per simulator (h264's 0 predates the others): each draws its own
+    # subset, stable when other types are added, removed or resized.
+    offsets = {"h264": 0, "blur": 1, "noise": 2, "resize": 3, "darken": 4, "brighten": 5, "jitter": 6,
+               "stutter": 7, "h265": 8}
+    for name in type(sims).model_fields:
         cfg = getattr(sims, name)
         if not (cfg.enabled and cfg.sources):
             continue
         items = items or dict(_corpus_items())
-        chosen = pick_sources(list(items), cfg.sources, params.seed + offset)
-        made = simulate_frames(
-            [(vid, items[vid]) for vid in chosen], layout.SIMULATED / "videos",
-            simulator=name, levels=cfg.levels, seed=params.seed, workers=params.teachers.workers, crf=cfg.crf,
-        )
-        add(made)
-        log(f"simulate: {name} at {cfg.levels} on {len(chosen)} sources -> {len(made)} videos")
+        chosen = pick_sources(list(items), cfg.sources, params.seed + offsets[name])
+        pick = [(vid, items[vid]) for vid in chosen]
+        out = layout.SIMULATED / "videos"
+        if name in CODEC_SIMULATORS:
+            made = simulate_codec(pick, out, simulator=name, crfs=cfg.crf_levels, preset=cfg.preset,
+                                  workers=params.teachers.workers)
+            levels = f"CRF {cfg.crf_levels} ({cfg.preset})"
+        else:
+            made = simulate_frames(pick, out, simulator=name, levels=cfg.levels, seed=params.seed,
+                                   workers=params.teachers.workers, crf=cfg.crf)
+            levels = str(cfg.levels)
+        for v in made:
+            videos.append({"id": sha256_file(v.path), "path": v.path, "source_id": v.source_id,
+                           "simulator": v.simulator, "level": v.level, "param": v.param})
+        log(f"simulate: {name} at {levels} on {len(chosen)} sources -> {len(made)} videos")
     atomic_write_json(layout.SIMULATED_MANIFEST, {"videos": videos})
     return videos
 
@@ -113,52 +108,92 @@ def _previous_student(params: Params, round_name: str, log: Log):
     """Round k+1's extra teacher: the newest student, through the registry alias. When the alias
     has moved past round k (a later round re-registered, or round k+1 is re-run), round k's
     recorded version is used instead, so a re-run reproduces the same inputs."""
-    from vqa.registry import configure_tracking, load_registered_student
+    from vqa.registry import configure_tracking
+    from vqa.teachers.mlflow_models import resolve
 
     configure_tracking(params.mlflow)
     prev = params.previous_round(round_name)
     alias_uri = f"models:/{params.mlflow.model_name}@{params.mlflow.teacher_alias}"
-    model, mv = load_registered_student(alias_uri)
+    model = resolve(alias_uri)
     expected = str(read_json(layout.registered(prev))["version"])
-    if str(mv.version) != expected:
-        log(f"teach: {alias_uri} is version {mv.version}; {prev} registered version {expected}, using that")
-        model, mv = load_registered_student(f"models:/{params.mlflow.model_name}/{expected}")
-    uri = f"models:/{params.mlflow.model_name}/{mv.version}"
-    log(f"teach: {alias_uri} -> {uri} (run {mv.run_id}) joins the teachers")
+    if model.version != expected:
+        log(f"teach: {alias_uri} is version {model.version}; {prev} registered version {expected}, using that")
+        model = resolve(f"models:/{params.mlflow.model_name}/{expected}")
+    log(f"teach: {alias_uri} -> {model.uri} (run {model.run_id}) joins the teachers")
     # The record names the exact version, so a re-run writes the same bytes.
-    return model, {"key": f"student@{mv.run_id}", "name": f"student_{prev}", "kind": "student",
-                   "higher_is_better": True, "uri": uri, "version": str(mv.version), "run_id": mv.run_id}
+    return model, {"key": f"student@{model.run_id}", "name": f"student_{prev}", "kind": "student",
+                   "higher_is_better": True, "uri": model.uri, "version": model.version, "run_id": model.run_id}
+
+
+def _registry_teachers(params: Params, log: Log) -> list[tuple]:
+    """params.teachers.registry_models, each pinned to the version its URI points at now."""
+    from vqa.registry import configure_tracking
+    from vqa.teachers.mlflow_models import resolve
+
+    configure_tracking(params.mlflow)
+    out = []
+    for entry in params.teachers.registry_models:
+        model = resolve(entry.uri)
+        name = entry.name or model.name
+        log(f"teach: {entry.uri} -> {model.uri} (run {model.run_id}) joins the teachers as {name!r}")
+        out.append((model, {"key": f"mlflow-{model.name}@v{model.version}", "name": name, "kind": "registry",
+                            "higher_is_better": entry.higher_is_better, "uri": model.uri, "version": model.version,
+                            "run_id": model.run_id}))
+    return out
+
+
+def homogeneous_teacher_names(params: Params) -> list[str]:
+    """params.teachers.homogeneous plus the external spec teachers, checked against the registry."""
+    from vqa.teachers import register_specs, teacher_class
+
+    names = list(params.teachers.homogeneous)
+    try:
+        names += [n for n in register_specs(params.teachers.external) if n not in names]
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"teachers.external: {exc}") from None
+    for name in names:
+        try:
+            teacher_class(name)
+        except KeyError as exc:
+            raise ValueError(f"teachers.homogeneous: {exc.args[0]}") from None
+    return names
 
 
 def teach(params: Params, round_name: str, log: Log = print) -> dict:
-    from vqa.scoring import scores_from_features
+    """Score the corpus with every homogeneous teacher; writes the round's score table (a DVC
+    output: the pseudo-label artifact fusion reads). Cached per (teacher@version, video hash)."""
     from vqa.student.features import FeatureStore
     from vqa.student.model import StudentModel
-    from vqa.teachers import create_teacher
+    from vqa.teachers import teacher_class
+    from vqa.teachers.mlflow_models import score_with_registry_model
 
     items = _corpus_items()
+    names = homogeneous_teacher_names(params)
     teachers = []
-    for name in params.teachers.homogeneous:
-        card = create_teacher(name).card
-        teachers.append({"key": card.key, "name": card.name, "kind": card.kind, "higher_is_better": card.higher_is_better})
+    for name in names:
+        card = teacher_class(name).card
+        teachers.append({"key": card.key, "name": card.name, "kind": card.kind, "higher_is_better": card.higher_is_better,
+                         "needs": card.needs, "origin": card.origin})
     # Round 1 also warms the student's feature cache in the same decode (training needs it next).
     store = FeatureStore(layout.CACHE, StudentModel(_student_config(params)))
-    result = analyse(items, teacher_names=params.teachers.homogeneous, cache_root=layout.CACHE,
+    result = analyse(items, teacher_names=names, cache_root=layout.CACHE, external_specs=params.teachers.external,
                      key_rate=params.video.key_rate, max_key_frames=params.video.max_key_frames,
                      features=store, workers=params.teachers.workers, log=log)
     scores, failures = dict(result.scores), dict(result.failures)
-    if params.previous_round(round_name) and params.rounds[round_name].student_as_teacher:
-        model, info = _previous_student(params, round_name, log)
-        prev = analyse(items, teacher_names=[], cache_root=layout.CACHE, key_rate=model.config.key_rate,
-                       max_key_frames=model.config.max_key_frames, features=FeatureStore(layout.CACHE, model),
-                       workers=params.teachers.workers, log=log)
-        scores[info["key"]] = scores_from_features(model, prev.features)
-        failures[info["key"]] = prev.failures.get("features", {})
-        teachers.append(info)
     failures.pop("features", None)
+    from_registry = _registry_teachers(params, log) if params.teachers.registry_models else []
+    if params.previous_round(round_name) and params.rounds[round_name].student_as_teacher:
+        from_registry.append(_previous_student(params, round_name, log))
+    for model, info in from_registry:
+        scores[info["key"]], failures[info["key"]] = score_with_registry_model(
+            model, items, cache_root=layout.CACHE, key_rate=params.video.key_rate,
+            max_key_frames=params.video.max_key_frames, workers=params.teachers.workers, log=log)
+        teachers.append(info)
     out = {"round": round_name, "teachers": teachers, "scores": scores, "failures": failures}
     atomic_write_json(layout.teacher_scores(round_name), out)
-    log(f"teach: {len(teachers)} teachers x {len(items)} videos -> {layout.teacher_scores(round_name)}")
+    scored = sum(result.scored.values())
+    log(f"teach: {len(teachers)} teachers x {len(items)} videos -> {layout.teacher_scores(round_name)} "
+        f"({scored} teacher-video scores computed now, the rest from the cache)")
     return out
 
 
@@ -166,13 +201,14 @@ def fuse(params: Params, round_name: str, log: Log = print) -> dict:
     from vqa.fusion import homogeneous_pairs, normalise_scores, simulator_pairs, write_pairs
 
     table = read_json(layout.teacher_scores(round_name))
-    normalised = {t["key"]: normalise_scores(table["scores"].get(t["key"], {}), t["higher_is_better"])
+    normalised = {t["key"]: normalise_scores(table["scores"].get(t["key"], {}), t["higher_is_better"],
+                                          params.fusion.alignment)
                   for t in table["teachers"]}
     seed = _round_seed(params, round_name)
     pairs = homogeneous_pairs(normalised, count=params.fusion.homogeneous_pairs,
                               min_pair_std=params.fusion.min_pair_std, seed=seed)
     sims = [(v["id"], v["source_id"], v["level"], v["simulator"]) for v in _simulated()]
-    pairs += simulator_pairs(sims, seed=seed)
+    pairs += simulator_pairs(sims, seed=seed, budgets=params.teachers.simulators.pair_budgets())
     write_pairs(layout.pairs(round_name), pairs)
     summary: dict[str, dict[str, int]] = {}
     for p in pairs:
@@ -228,10 +264,21 @@ def _suite_scores(suite, models: dict, params: Params, log: Log) -> dict[str, di
         first_store = FeatureStore(layout.CACHE, first)
     res = analyse(items, teacher_names=[m["name"] for m in frame_teachers], cache_root=layout.CACHE,
                   key_rate=params.video.key_rate, max_key_frames=params.video.max_key_frames,
-                  features=first_store, workers=params.teachers.workers, log=log)
+                  features=first_store, external_specs=params.teachers.external,
+                  workers=params.teachers.workers, log=log)
     for name, m in models.items():
-        if m["kind"] == "homogeneous":
-            raw = res.scores[m["key"]]
+        if m["kind"] in ("homogeneous", "registry"):
+            if m["kind"] == "homogeneous":
+                raw = res.scores[m["key"]]
+            else:
+                from vqa.registry import configure_tracking
+                from vqa.teachers.mlflow_models import resolve, score_with_registry_model
+
+                configure_tracking(params.mlflow)
+                raw, _ = score_with_registry_model(resolve(m["uri"]), items, cache_root=layout.CACHE,
+                                                   key_rate=params.video.key_rate,
+                                                   max_key_frames=params.video.max_key_frames,
+                                                   workers=params.teachers.workers, log=log)
             sign = 1.0 if m["higher_is_better"] else -1.0
             by_id = {vid: sign * s for vid, s in raw.items()}
         else:
@@ -257,7 +304,8 @@ def evaluate(params: Params, round_name: str, log: Log = print) -> dict:
             configure_tracking(params.mlflow)
             models[t["name"]] = {"kind": "student", "model": load_registered_student(f"models:/{params.mlflow.model_name}/{t['version']}")[0]}
         else:
-            models[t["name"]] = {"kind": "homogeneous", "key": t["key"], "name": t["name"], "higher_is_better": t["higher_is_better"]}
+            models[t["name"]] = {"kind": t["kind"], "key": t["key"], "name": t["name"],
+                                 "higher_is_better": t["higher_is_better"], "uri": t.get("uri")}
 
     suites = [load_known_order(params.evaluation.known_order_suite)]
     ugc = Path(params.evaluation.ugc_smoke) / "labels.csv"
