@@ -57,7 +57,9 @@ def bench_teachers(
         raise FileNotFoundError(f"{root}: no video files to benchmark (run `make demo` or `vqa corpus demo` first)")
     stats = [c.card.name for c in STATISTIC_TEACHERS]
     clip_len = max(c.clip_len for c in STATISTIC_TEACHERS if issubclass(c, ClipTeacher))
-    others = [n for n in (teachers or teacher_names()) if n not in stats]
+    # Load the registry here, as the teach step does, so forked workers inherit it (not timed).
+    known = teacher_names()
+    others = [n for n in (known if teachers is None else teachers) if n not in stats]
     settings = dict(key_rate=key_rate, max_key_frames=max_key_frames, workers=workers)
 
     for p in paths:  # warm the OS file cache for every pass alike
