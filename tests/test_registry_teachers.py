@@ -13,13 +13,13 @@ from vqa.teachers.mlflow_models import resolve, score_with_registry_model
 class MeanPixel(PythonModel):
     """A stand-in for an exported third-party VQA model: mean pixel of the first frame."""
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: list[str], params=None) -> list[float]:
         from vqa.video import read_video
 
         out = []
         for p in model_input:
             out.append(float(read_video(p, max_key_frames=1).key_frames.mean()))
-        return np.array(out)
+        return out
 
 
 @pytest.fixture
@@ -37,7 +37,6 @@ def registry_uri(tmp_path, monkeypatch):
     mlflow.set_tracking_uri(None)
 
 
-@pytest.mark.filterwarnings("ignore:Add type hints")
 def test_alias_resolves_to_a_version_and_scores_are_cached(tmp_path, registry_uri):
     model = resolve("models:/mean-pixel@prod")
     assert (model.name, model.version) == ("mean-pixel", "1")
