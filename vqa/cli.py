@@ -125,28 +125,41 @@ def cmd_bench_teachers(args) -> int:
 
 def cmd_score(args) -> int:
     import csv
+    import io
+    import json
+    import math
 
-    from vqa.scoring import score_paths
-    from vqa.student.checkpoint import load_student
+    from vqa.scoring import progress_bar, score_videos
 
+    tracking = None
     if args.model.startswith("models:/"):
         from vqa.config import load_params
-        from vqa.registry import configure_tracking, load_registered_student
+        from vqa.registry import configure_tracking
 
-        configure_tracking(load_params(args.params).mlflow)
-        model, _ = load_registered_student(args.model)
+        tracking = configure_tracking(load_params(args.params).mlflow) if Path(args.params).exists() else None
+    fmt = args.format or ("json" if args.out and args.out.endswith(".json") else "csv")
+    rows = score_videos(args.paths, model=args.model, workers=args.workers, tracking_uri=tracking,
+                        progress=None if args.quiet else progress_bar())
+    if fmt == "json":
+        text = json.dumps([{**r, "score": None if math.isnan(r["score"]) else r["score"]} for r in rows], indent=1) + "\n"
     else:
-        model = load_student(args.model)
-    paths: list[Path] = []
-    for p in map(Path, args.paths):
-        paths.extend(sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p])
-    rows = score_paths(model, paths)
-    writer = csv.DictWriter(sys.stdout, fieldnames=["path", "score", "error"], lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=["path", "score", "error"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        text = buf.getvalue()
+    if args.out:
+        from vqa.io import atomic_write_text
+
+        atomic_write_text(args.out, text)
+    else:
+        sys.stdout.write(text)
     failed = [r for r in rows if r["error"]]
     for r in failed:
         print(f"vqa score: {r['path']}: {r['error']}", file=sys.stderr)
+    ok = len(rows) - len(failed)
+    print(f"vqa score: {ok} of {len(rows)} videos scored" + (f", {len(failed)} failed" if failed else "")
+          + (f" -> {args.out}" if args.out else ""), file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -171,6 +184,26 @@ def cmd_demo(args) -> int:
     print()
     print(table)
     log(f"\ndemo: {len(params.rounds)} rounds finished in {time.monotonic() - start:.0f} s")
+    return 0
+
+
+def cmd_bench_score(args) -> int:
+    import json
+
+    from vqa.bench.score import bench_score
+
+    params = _params(args) if Path(args.params).exists() else None
+    videos = args.videos or (params.corpus.videos if params else "data/videos")
+    model = args.model
+    if model is None:
+        from vqa.student.model import StudentConfig, StudentModel
+
+        # untrained head: the cost of scoring does not depend on the head's weights
+        cfg = StudentConfig(key_rate=params.video.key_rate, max_key_frames=params.video.max_key_frames) if params else StudentConfig()
+        model = StudentModel(cfg).eval()
+        log("bench: no --model given: timing an untrained student of the same architecture")
+    result = bench_score(videos, model=model, workers=args.workers, limit=args.limit, log=log)
+    print(json.dumps(result, sort_keys=True))  # the last line: one JSON object
     return 0
 
 
@@ -220,10 +253,20 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--workers", type=int, default=2)
     bt.add_argument("--limit", type=int, default=None, help="only the first N videos")
     bt.set_defaults(func=cmd_bench_teachers)
+    bs = b.add_parser("score", help="scoring vs decode-only time; peak memory on a 1080p 8 s clip")
+    bs.add_argument("--videos", default=None, help="folder of videos (default: params corpus.videos)")
+    bs.add_argument("--model", default=None, help="checkpoint or models:/...; default: an untrained student")
+    bs.add_argument("--workers", type=int, default=2)
+    bs.add_argument("--limit", type=int, default=None)
+    bs.set_defaults(func=cmd_bench_score)
 
-    s = sub.add_parser("score", help="score video files or folders with a trained student (CSV on stdout)")
-    s.add_argument("paths", nargs="+")
+    s = sub.add_parser("score", help="score videos with a trained student (exit 1 if any file failed)")
+    s.add_argument("paths", nargs="+", help="files, folders, glob patterns, or @list.txt (one path per line)")
     s.add_argument("--model", required=True, help="a student checkpoint (.pt) or models:/NAME@ALIAS")
+    s.add_argument("--out", default=None, help="write here (.csv or .json) instead of stdout")
+    s.add_argument("--format", choices=["csv", "json"], default=None, help="default: from --out, else csv")
+    s.add_argument("--workers", type=int, default=2, help="decoding processes (default 2)")
+    s.add_argument("--quiet", action="store_true", help="no progress display")
     s.set_defaults(func=cmd_score)
 
     f = sub.add_parser("flow", help="run the W2S rounds as a Prefect flow over the DVC stages")

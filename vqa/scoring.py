@@ -1,32 +1,158 @@
-"""Scoring videos with a trained student (higher score = better quality)."""
+"""Scoring videos with a trained student (higher score = better quality).
+
+`score_videos` is the user-facing API behind `vqa score`: paths may be files, folders (searched
+recursively for video files), glob patterns or list files (``@list.txt``: one path per line).
+Decoding and view-making run in worker processes, one video each, streamed through a bounded
+window (a long 1080p video never sits in memory whole: only its key frames do); the backbone runs
+here in batches of key frames. Results come back in input order, and are the same whatever the
+worker count.
+"""
 from __future__ import annotations
 
+import glob
 import math
+import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterable
 
+import numpy as np
 import torch
 
+from vqa.parallel import bounded_map
 from vqa.student.model import StudentModel
-from vqa.student.views import make_views
-from vqa.video import VideoError, read_video
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".ts", ".mts", ".y4m", ".flv",
+                            ".wmv", ".mpg", ".mpeg", ".3gp"})
+
+
+def expand_paths(specs: Iterable[str | Path]) -> list[Path]:
+    """Files as given; folders -> their video files (recursive, sorted); globs -> their matches;
+    ``@file`` -> the paths listed in it (one per line, '#' comments, relative to the list file).
+    A spec that matches nothing raises FileNotFoundError naming it. Duplicates are kept once."""
+    out: list[Path] = []
+    for spec in specs:
+        spec = str(spec)
+        if spec.startswith("@"):
+            listing = Path(spec[1:])
+            try:
+                lines = listing.read_text(encoding="utf-8").splitlines()
+            except OSError as exc:
+                raise FileNotFoundError(f"{listing}: cannot read the list file ({exc.strerror})") from None
+            entries = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+            out += expand_paths(str(p if Path(p).is_absolute() else listing.parent / p) for p in entries)
+            continue
+        p = Path(spec)
+        if p.is_dir():
+            out += sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in VIDEO_SUFFIXES
+                          and not any(part.startswith(".") for part in q.relative_to(p).parts))
+        elif p.exists() or not glob.has_magic(spec):
+            out.append(p)  # a missing plain file is reported per file, not fatal
+        else:
+            matches = sorted(Path(m) for m in glob.glob(spec, recursive=True) if Path(m).is_file())
+            if not matches:
+                raise FileNotFoundError(f"{spec}: the pattern matches no file")
+            out += matches
+    seen, unique = set(), []
+    for p in out:
+        if p not in seen:
+            seen.add(p)
+            unique.append(p)
+    return unique
+
+
+@dataclass(frozen=True)
+class _ViewJob:
+    path: str
+    key_rate: float
+    max_key_frames: int
+    size: int
+    grid: int
+
+
+def _views_job(job: _ViewJob) -> tuple[str, np.ndarray | None, str]:
+    from vqa.student.views import make_views
+    from vqa.video import VideoError, read_video
+
+    torch.set_num_threads(1)  # one worker per core already
+    try:
+        video = read_video(job.path, key_rate=job.key_rate, max_key_frames=job.max_key_frames)
+    except VideoError as exc:
+        return job.path, None, exc.reason
+    except OSError as exc:
+        return job.path, None, f"cannot read: {exc.strerror or exc}"
+    return job.path, make_views(video.key_frames, job.size, job.grid).numpy(), ""
+
+
+def resolve_model(model: StudentModel | str | Path, *, tracking_uri: str | None = None) -> StudentModel:
+    """A StudentModel, a checkpoint path, or a registry URI (models:/name@alias or /version)."""
+    if isinstance(model, StudentModel):
+        return model
+    if str(model).startswith("models:/"):
+        import mlflow
+
+        from vqa.registry import load_registered_student
+
+        if tracking_uri:
+            mlflow.set_tracking_uri(tracking_uri)
+            mlflow.set_registry_uri(tracking_uri)
+        return load_registered_student(str(model))[0]
+    from vqa.student.checkpoint import load_student
+
+    return load_student(model)
 
 
 @torch.no_grad()
-def score_paths(model: StudentModel, paths: list[str | Path]) -> list[dict]:
-    """Score each file; unreadable ones get score NaN and the reason in `error`."""
-    cfg = model.config
-    model.eval()
+def score_videos(
+    paths: Iterable[str | Path],
+    *,
+    model: StudentModel | str | Path,
+    workers: int = 2,
+    progress: Callable[[int, int, str], None] | None = None,
+    tracking_uri: str | None = None,
+) -> list[dict]:
+    """Score videos -> one row per file, in input order: {"path", "score", "error"}.
+
+    ``paths`` go through :func:`expand_paths`. Unreadable files get score NaN and the reason in
+    ``error``; the others are scored. ``progress(done, total, path)`` is called per video."""
+    student = resolve_model(model, tracking_uri=tracking_uri)
+    student.eval()
+    cfg = student.config
+    files = expand_paths(paths)
+    jobs = [_ViewJob(str(p), cfg.key_rate, cfg.max_key_frames, cfg.input_size, cfg.fragment_grid) for p in files]
     rows = []
-    for p in paths:
-        try:
-            video = read_video(p, key_rate=cfg.key_rate, max_key_frames=cfg.max_key_frames)
-        except VideoError as exc:
-            rows.append({"path": str(p), "score": math.nan, "error": exc.reason})
-            continue
-        views = make_views(video.key_frames, cfg.input_size, cfg.fragment_grid)
-        feats = model.frame_features(views).unsqueeze(0)
-        rows.append({"path": str(p), "score": float(model.video_scores(feats)[0]), "error": ""})
+    for done, (path, views, error) in enumerate(bounded_map(_views_job, jobs, workers if len(jobs) > 1 else 1), 1):
+        if views is None:
+            rows.append({"path": path, "score": math.nan, "error": error})
+        else:
+            feats = student.frame_features(torch.from_numpy(views)).unsqueeze(0)
+            rows.append({"path": path, "score": float(student.video_scores(feats)[0]), "error": ""})
+        if progress is not None:
+            progress(done, len(jobs), path)
     return rows
+
+
+def score_paths(model: StudentModel, paths: list[str | Path]) -> list[dict]:
+    """The pyfunc's entry: score these paths in this process (the serving process owns its cores)."""
+    return score_videos([str(p) for p in paths], model=model, workers=1)
+
+
+def progress_bar(stream=sys.stderr) -> Callable[[int, int, str], None]:
+    """A one-line progress display on a terminal; a line every 10% (and the last) otherwise."""
+    tty = stream.isatty()
+
+    def show(done: int, total: int, path: str) -> None:
+        if tty:
+            width = 30
+            filled = int(width * done / total)
+            stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {Path(path).name[:40]:<40}")
+            if done == total:
+                stream.write("\n")
+            stream.flush()
+        elif done == total or done % max(1, total // 10) == 0:
+            print(f"scored {done}/{total}", file=stream, flush=True)
+
+    return show
 
 
 @torch.no_grad()

