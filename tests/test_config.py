@@ -44,3 +44,23 @@ def test_missing_file_is_one_line(tmp_path):
     with pytest.raises(ConfigError, match="not found") as exc:
         load_params(tmp_path / "nope.yaml")
     assert "\n" not in str(exc.value)
+
+
+def test_student_source_weights_are_checked(tmp_path):
+    import pytest
+    import yaml
+
+    from vqa.config import ConfigError, load_params
+
+    base = {"rounds": {"round1": {"after": "artifacts/corpus/manifest.json"}}}
+    ok = tmp_path / "ok.yaml"
+    ok.write_text(yaml.safe_dump(base | {"student": {"loss": "bradley_terry", "source_weights": {"homogeneous": 2, "h265": 0.5}}}))
+    p = load_params(ok)
+    assert p.student.loss == "bradley_terry" and p.student.source_weights["h265"] == 0.5
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(base | {"student": {"source_weights": {"blurr": 1.0}}}))
+    with pytest.raises(ConfigError, match=r"student.source_weights: .*unknown pair source 'blurr'"):
+        load_params(bad)
+    bad.write_text(yaml.safe_dump(base | {"student": {"source_weights": {"blur": -1.0}}}))
+    with pytest.raises(ConfigError, match="finite and >= 0"):
+        load_params(bad)

@@ -259,10 +259,25 @@ class StudentParams(_Section):
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
-    loss: Literal["five_level", "five_level_confidence"] = "five_level_confidence"
+    loss: Literal["five_level", "five_level_confidence", "bradley_terry"] = "five_level_confidence"
     # Weight pairs so that every pair source (the teacher ensemble, each simulator) carries the
     # same total weight, as the paper's round 1 has about as many synthetic as teacher pairs.
     balance_sources: bool = True
+    # Then scale each pair source's weight (source names: "homogeneous" or a simulator type),
+    # e.g. {homogeneous: 2.0, stutter: 0.5}; unlisted sources keep 1.
+    source_weights: dict[str, float] = {}
+
+    @field_validator("source_weights")
+    @classmethod
+    def _positive_weights(cls, v: dict[str, float]) -> dict[str, float]:
+        known = {"homogeneous", *SimulatorParams.model_fields}
+        unknown = sorted(set(v) - known)
+        if unknown:
+            raise ValueError(f"unknown pair source {unknown[0]!r}; expected one of {', '.join(sorted(known))}")
+        bad = {k: w for k, w in v.items() if not (w >= 0 and w == w and w != float("inf"))}
+        if bad:
+            raise ValueError(f"weights must be finite and >= 0, got {bad}")
+        return v
     warmup_fraction: float = Field(0.1, ge=0, le=1)
     val_fraction: float = Field(0.1, ge=0, lt=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -8,6 +8,10 @@ five_level_confidence: the paper's adaptive confidence term on top:
 L = (1 - lam) * CE + lam * H, H = mean entropy of the predicted 5-way distribution,
 lam = a * min(1, t / T_warmup), a = exp(H/T) / (exp(H/T) + exp(CE/T)) (no gradient through a),
 T decreasing linearly from 0.5 to 0.1 during warm-up (and 0.1 after).
+
+bradley_terry: the plain RankNet / Bradley-Terry model P(A preferred) = sigmoid(d), trained with
+binary cross-entropy against the soft target label / 4 (0, .25, .5, .75, 1: the paper's own
+mapping of the five words to a preference), so "similar" pulls d towards 0.
 """
 from __future__ import annotations
 
@@ -61,9 +65,13 @@ def pair_loss(
     weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict]:
     """Returns (loss, logged terms)."""
+    w = torch.ones_like(d) if weights is None else weights
+    if kind == "bradley_terry":
+        bce = F.binary_cross_entropy_with_logits(d, labels.to(d.dtype) / 4.0, reduction="none")
+        loss = (bce * w).sum() / w.sum().clamp_min(1e-12)
+        return loss, {"ce": loss.item()}
     logp = five_level_log_probs(d, cutpoints)
     nll = F.nll_loss(logp, labels, reduction="none")
-    w = torch.ones_like(nll) if weights is None else weights
     ce = (nll * w).sum() / w.sum().clamp_min(1e-12)
     if kind == "five_level":
         return ce, {"ce": ce.item()}

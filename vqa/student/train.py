@@ -45,12 +45,15 @@ class TrainResult:
     skipped_pairs: int = 0
 
 
-def source_weights(sources: list[str]) -> list[float]:
-    """Per-pair weights giving each source the same total weight (mean weight 1)."""
+def source_weights(sources: list[str], *, balance: bool = True, multipliers: dict[str, float] | None = None) -> list[float]:
+    """Per-pair weights. balance: every source carries the same total weight (mean weight 1);
+    multipliers (params student.source_weights): then scale each source's pairs by its factor."""
     counts: dict[str, int] = {}
     for s in sources:
         counts[s] = counts.get(s, 0) + 1
-    return [len(sources) / (len(counts) * counts[s]) for s in sources]
+    base = [len(sources) / (len(counts) * counts[s]) if balance else 1.0 for s in sources]
+    mult = multipliers or {}
+    return [w * mult.get(s, 1.0) for w, s in zip(base, sources)]
 
 
 def _batches(n: int, size: int, gen: torch.Generator | None) -> list[torch.Tensor]:
@@ -59,12 +62,15 @@ def _batches(n: int, size: int, gen: torch.Generator | None) -> list[torch.Tenso
 
 
 @torch.no_grad()
-def _evaluate(model, feats, mask, a, b, y) -> dict:
+def _evaluate(model, feats, mask, a, b, y, loss: str = "five_level") -> dict:
+    """val_ce: the objective's data term on held-out pairs (five-level CE, or the BT cross-entropy)."""
     model.eval()
     scores = model.video_scores(feats, mask)
     d = scores[a] - scores[b]
-    logp = five_level_log_probs(d, model.cutpoints())
-    ce = float(torch.nn.functional.nll_loss(logp, y))
+    if loss == "bradley_terry":
+        ce = float(torch.nn.functional.binary_cross_entropy_with_logits(d, y.to(d.dtype) / 4.0))
+    else:
+        ce = float(torch.nn.functional.nll_loss(five_level_log_probs(d, model.cutpoints()), y))
     decided = y != 2  # "similar" has no direction to get right
     acc = float(((d[decided] > 0) == (y[decided] > 2)).float().mean()) if decided.any() else math.nan
     return {"val_ce": ce, "val_direction_accuracy": acc}
@@ -96,8 +102,8 @@ def train_student(
     a = torch.tensor([index[p.a] for p in usable], device=device)
     b = torch.tensor([index[p.b] for p in usable], device=device)
     y = torch.tensor([p.label for p in usable], device=device)
-    w = torch.tensor(source_weights([p.source for p in usable]) if params.balance_sources else [1.0] * len(usable),
-                     device=device)
+    w = torch.tensor(source_weights([p.source for p in usable], balance=params.balance_sources,
+                                    multipliers=params.source_weights), device=device)
 
     gen = torch.Generator().manual_seed(seed)
     perm = torch.randperm(len(usable), generator=gen)
@@ -134,7 +140,7 @@ def train_student(
                 terms_sum[k] = terms_sum.get(k, 0.0) + v * len(sel)
         row = {"epoch": epoch, **{f"train_{k}": v / len(train_idx) for k, v in terms_sum.items()}}
         if n_val:
-            row.update(_evaluate(model, feats, mask, a[val_idx], b[val_idx], y[val_idx]))
+            row.update(_evaluate(model, feats, mask, a[val_idx], b[val_idx], y[val_idx], params.loss))
         history.append(row)
         score = row.get("val_ce", row["train_loss"])
         if score < best_val - 1e-6:
