@@ -363,16 +363,22 @@ def _describe(err: dict) -> str:
     return f"{loc}: {err['msg']}" if loc else err["msg"]
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    path = Path(path)
+def read_yaml_mapping(path: Path, not_found: str = "not found") -> dict:
+    """A YAML file whose top level is a mapping; else ConfigError naming the file and why."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{path}: not found (run from the project root or pass --params)") from None
+        raise ConfigError(f"{path}: {not_found}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
+    return raw
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    raw = read_yaml_mapping(path, "not found (run from the project root or pass --params)")
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:

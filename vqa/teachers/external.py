@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from vqa.config.params import ConfigError
+from vqa.config.params import ConfigError, read_yaml_mapping
 from vqa.teachers.base import ClipTeacher, FrameTeacher, TeacherCard, TeacherError
 
 FORMAT_BY_SUFFIX = {".pt": "torchscript", ".pth": "torchscript", ".ts": "torchscript", ".onnx": "onnx"}
@@ -182,14 +181,7 @@ def read_spec(spec_path: str | Path) -> ExternalTeacherSpec:
     """Parse and validate a spec; any problem -> ConfigError (a ValueError), one line naming the
     spec file, the dotted key and the reason."""
     path = Path(spec_path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+    raw = read_yaml_mapping(path)
     try:
         return ExternalTeacherSpec.model_validate(raw, context={"base": path.parent})
     except ValidationError as exc:
