@@ -68,13 +68,12 @@ def bench_score(videos: str | Path, *, model, workers: int = 2, limit: int | Non
     import multiprocessing
 
     from vqa.parallel import bounded_map
-    from vqa.scoring import expand_paths, resolve_model, score_videos
+    from vqa.bench import video_folder
+    from vqa.scoring import resolve_model, score_videos
 
     student = resolve_model(model)
     cfg = student.config
-    paths = expand_paths([videos])[:limit] if limit else expand_paths([videos])
-    if not paths:
-        raise FileNotFoundError(f"{videos}: no video files to benchmark")
+    paths = video_folder(Path(videos))[:limit]
     for p in paths:
         p.read_bytes()  # warm the file cache for both passes alike
     jobs = [(str(p), cfg.key_rate, cfg.max_key_frames) for p in paths]

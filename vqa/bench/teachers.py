@@ -16,11 +16,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from vqa.bench import video_folder
 from vqa.parallel import bounded_map
 from vqa.pipeline.analyse import _Job, _work
-
-_VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".ts", ".y4m"}
-
 
 def _bench_job(job: _Job):
     vid, scores, failures, _, seconds = _work(job)
@@ -50,11 +48,7 @@ def bench_teachers(
     from vqa.teachers.statistics import STATISTIC_TEACHERS
 
     root = Path(videos)
-    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in _VIDEO_SUFFIXES and p.is_file())
-    if limit:
-        paths = paths[:limit]
-    if not paths:
-        raise FileNotFoundError(f"{root}: no video files to benchmark (run `make demo` or `vqa corpus demo` first)")
+    paths = video_folder(root)[:limit]
     stats = [c.card.name for c in STATISTIC_TEACHERS]
     clip_len = max(c.clip_len for c in STATISTIC_TEACHERS if issubclass(c, ClipTeacher))
     # Load the registry here, as the teach step does, so forked workers inherit it (not timed).
