@@ -35,6 +35,7 @@ def test_bench_score_prints_ratio_and_memory(tmp_path, capsys, monkeypatch):
     from vqa.student.model import StudentConfig, StudentModel
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VQA_CACHE_DIR", str(tmp_path / "cache"))  # the exported backbone
     for i in range(2):
         make_clip(tmp_path / "v" / f"c{i}.mp4", frames=12, fps=6, seed=i)
     torch.manual_seed(0)
@@ -44,3 +45,4 @@ def test_bench_score_prints_ratio_and_memory(tmp_path, capsys, monkeypatch):
     assert figures["videos"] == 2 and figures["failed"] == 0 and figures["key_frames"] == 4
     assert figures["score_to_decode_ratio"] > 1.0
     assert 0 < figures["peak_rss_mb_1080p_8s"] < 1536
+    assert figures["backbone_runtime"] in ("onnxruntime", "torch")

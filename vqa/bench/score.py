@@ -1,8 +1,8 @@
 """`vqa bench score`: scoring speed as a ratio to decode-only time of the same videos (same
 workers, same run), and the peak resident memory of scoring one 1080p 8 s video.
 
-The decode-only baseline decodes exactly what scoring decodes (the student's key frames, same
-settings). Memory is measured in a fresh process that scores only the 1080p clip, so the figure
+The decode-only baseline decodes exactly what scoring decodes (the student's key frames and the
+motion branch's clips, same settings). Memory is measured in a fresh process that scores only the 1080p clip, so the figure
 is the scorer's own peak (model included), not the benchmark's.
 """
 from __future__ import annotations
@@ -20,9 +20,9 @@ import numpy as np
 def _decode_only(job) -> int:
     from vqa.video import VideoError, read_video
 
-    path, key_rate, max_key_frames = job
+    path, key_rate, max_key_frames, motion_len = job
     try:
-        return len(read_video(path, key_rate=key_rate, max_key_frames=max_key_frames).key_times)
+        return len(read_video(path, key_rate=key_rate, max_key_frames=max_key_frames, motion_len=motion_len).key_times)
     except VideoError:
         return 0
 
@@ -70,15 +70,17 @@ def bench_score(videos: str | Path, *, model, workers: int = 2, limit: int | Non
     from vqa.parallel import bounded_map
     from vqa.bench import video_folder
     from vqa.scoring import resolve_model, score_videos
+    from vqa.student.runtime import backbone_runtime
 
     student = resolve_model(model)
     cfg = student.config
+    runtime = backbone_runtime(student)  # a one-off export (cached on disk) is setup, not scoring
     paths = video_folder(Path(videos))[:limit]
     for p in paths:
         p.read_bytes()  # warm the file cache for both passes alike
-    jobs = [(str(p), cfg.key_rate, cfg.max_key_frames) for p in paths]
+    jobs = [(str(p), cfg.key_rate, cfg.max_key_frames, cfg.motion_frames) for p in paths]
     log(f"bench: {len(paths)} videos, {workers} workers, backbone {cfg.backbone} at {cfg.input_size}px, "
-        f"torch threads {__import__('torch').get_num_threads()}")
+        f"runtime {runtime.name}, torch threads {__import__('torch').get_num_threads()}")
     cpu0, t0 = _cpu_seconds(), time.perf_counter()
     frames = sum(bounded_map(_decode_only, jobs, workers))
     decode_wall, decode_cpu = time.perf_counter() - t0, _cpu_seconds() - cpu0
@@ -105,6 +107,7 @@ def bench_score(videos: str | Path, *, model, workers: int = 2, limit: int | Non
         "key_frames": frames,
         "failed": failed,
         "workers": workers,
+        "backbone_runtime": runtime.name,
         "decode_only_s": round(decode_wall, 3),
         "score_s": round(score_wall, 3),
         "score_to_decode_ratio": round(ratio, 3),

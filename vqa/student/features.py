@@ -9,16 +9,33 @@ import torch
 
 from vqa.io import atomic_write_bytes
 from vqa.student.model import StudentConfig, StudentModel
+from vqa.student.runtime import backbone_runtime, runtime_tag
 
 
 class FeatureStore:
-    """Per-video backbone features [T, 2*C] float32 for one student configuration."""
+    """Per-video backbone features [T, 2*C] float32 for one student configuration, computed by the
+    same backbone runtime as scoring (vqa.student.runtime), so cached and scored features agree."""
 
     def __init__(self, cache_root: str | Path, model: StudentModel, *, device: str = "cpu"):
         self.model = model
         self.config: StudentConfig = model.config
-        self.dir = Path(cache_root) / "features" / self.config.feature_fingerprint()
         self.device = device
+        self.cache_root = Path(cache_root)
+        self._runtime = None
+        fingerprint = self.config.feature_fingerprint()
+        tag = runtime_tag(self.config, device)
+        if tag not in fingerprint:
+            # The runtime changes the numbers: its tag must be part of the key (until the
+            # config's fingerprint names it, it is added here).
+            fingerprint += tag
+        self.dir = self.cache_root / "features" / fingerprint
+
+    @property
+    def runtime(self):
+        """Made on first use: a store that only reads the cache never exports the backbone."""
+        if self._runtime is None:
+            self._runtime = backbone_runtime(self.model, device=self.device, cache_dir=self.cache_root)
+        return self._runtime
 
     def _path(self, vid: str) -> Path:
         return self.dir / f"{vid}.npy"
@@ -32,11 +49,11 @@ class FeatureStore:
                 p.unlink(missing_ok=True)  # damaged cache entry: recompute
         return None
 
-    @torch.no_grad()
-    def add_views(self, vid: str, views: np.ndarray) -> np.ndarray:
-        """uint8 views [T,2,3,S,S] -> features, stored atomically."""
-        self.model.eval()
-        feats = self.model.frame_features(torch.from_numpy(views).to(self.device)).float().cpu().numpy()
+    def add_views(self, vid: str, views: np.ndarray, motion: np.ndarray | None = None) -> np.ndarray:
+        """uint8 views [T,2,3,S,S] (+ motion descriptors [T,M]) -> features [T, 2C (+M)], stored atomically."""
+        feats = self.runtime.features(views)
+        if motion is not None:
+            feats = np.concatenate([feats, motion.astype(np.float32)], axis=1)
         buf = io.BytesIO()
         np.save(buf, feats)
         atomic_write_bytes(self._path(vid), buf.getvalue())

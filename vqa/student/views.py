@@ -37,7 +37,30 @@ def technical_view(frames: torch.Tensor, size: int, grid: int) -> torch.Tensor:
 
 
 def make_views(frames: np.ndarray, size: int, grid: int) -> torch.Tensor:
-    """RGB uint8 key frames [T,H,W,3] -> uint8 views [T,2,3,size,size] (semantic, technical)."""
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
-    views = torch.stack([semantic_view(x, size), technical_view(x, size, grid)], dim=1)
-    return views.round().clamp(0, 255).to(torch.uint8)
+    """RGB uint8 key frames [T,H,W,3] -> uint8 views [T,2,3,size,size] (semantic, technical).
+
+    Always computed on one thread: torch's resampling splits its work by thread count, and a
+    different split rounds a few pixels to the other uint8 value (seen when upscaling small
+    frames), which would make a score depend on the process it was computed in."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+        views = torch.stack([semantic_view(x, size), technical_view(x, size, grid)], dim=1)
+        return views.round().clamp(0, 255).to(torch.uint8)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def student_inputs(key_frames: np.ndarray, motion_clips: np.ndarray | None, size: int, grid: int,
+                   motion_frames: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """What the student needs from one decoded video: uint8 views [T,2,3,S,S] and, with a motion
+    branch, the descriptors [T, MOTION_DIM] of its clips (read_video(..., motion_len=...).motion)."""
+    views = make_views(key_frames, size, grid).numpy()
+    if not motion_frames:
+        return views, None
+    from vqa.student.motion import motion_features
+
+    if motion_clips is None or motion_clips.shape[1] < motion_frames:
+        raise ValueError(f"motion branch: needs clips of {motion_frames} frames")
+    return views, motion_features(motion_clips[:, :motion_frames])
