@@ -152,3 +152,21 @@ def test_rerunning_round2_uses_round1_student_not_the_moved_alias(finished):
                          env=env, capture_output=True, text=True, check=True).stdout
     assert "round1 registered version 1, using that" in out
     assert (project / "artifacts/round2/teacher_scores.json").read_bytes() == before
+
+
+def test_students_carry_anchors_for_0_to_100_scores(finished):
+    """The trained student stores 5 corpus anchors; scoring the anchors themselves puts the worst
+    at 0 and the best at 100, in the student's order."""
+    from vqa.scoring import score_videos
+    from vqa.student.anchors import anchors_of
+    from vqa.student.checkpoint import load_student
+
+    project, _, _ = finished
+    model = load_student(project / "artifacts/round2/student.pt")
+    anchors = anchors_of(model)
+    assert len(anchors.video_ids) == 5 and list(anchors.scores) == sorted(anchors.scores)
+    rows = score_videos([project / p for p in anchors.paths], model=model, workers=1, anchored=True)
+    values = [r["score_0_100"] for r in rows]
+    assert values[0] == pytest.approx(0, abs=1e-6) and values[-1] == pytest.approx(100, abs=1e-6)
+    assert values == sorted(values)
+    assert [r["score"] for r in rows] == pytest.approx(list(anchors.scores), abs=1e-5)

@@ -94,7 +94,7 @@ def test_training_with_bradley_terry_learns_the_order():
 
     rng = np.random.default_rng(0)
     model = StudentModel(StudentConfig(), load_backbone=False)
-    dim = model.head[0].normalized_shape[0]
+    dim = model.feature_dim
     direction = rng.standard_normal(dim).astype(np.float32)
     feats, quality = {}, {}
     for i in range(40):

@@ -14,6 +14,12 @@ from vqa.student.checkpoint import save_student
 from vqa.student.model import StudentConfig, StudentModel
 
 
+@pytest.fixture(autouse=True)
+def _backbone_cache(tmp_path_factory, monkeypatch):
+    # The exported backbone goes to a temporary cache, not the user's.
+    monkeypatch.setenv("VQA_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "backbone-cache"))
+
+
 @pytest.fixture(scope="module")
 def student():
     torch.manual_seed(0)
@@ -57,6 +63,13 @@ def test_bad_files_are_listed_and_the_rest_scored_deterministically(folder, stud
     assert seen[-1] == (3, 3)
 
 
+def test_torch_fallback_scores_close_to_the_exported_backbone(folder, student, monkeypatch):
+    fast = score_videos([folder], model=student, workers=2)
+    monkeypatch.setenv("VQA_BACKBONE_RUNTIME", "torch")
+    eager = score_videos([folder], model=student, workers=2)
+    assert [r["score"] for r in eager] == pytest.approx([r["score"] for r in fast], abs=1e-3)
+
+
 def test_cli_writes_csv_or_json_and_exit_status_says_if_any_failed(folder, student, tmp_path, capsys):
     ckpt = tmp_path / "student.pt"
     save_student(ckpt, student)
@@ -71,3 +84,42 @@ def test_cli_writes_csv_or_json_and_exit_status_says_if_any_failed(folder, stude
     lines = captured.out.splitlines()
     assert lines[0] == "path,score,error" and len(lines) == 4
     assert "zz.mp4" in captured.err and "1 failed" in captured.err
+
+
+def test_anchored_scores_come_from_the_anchor_set_stored_with_the_student(student, folder, tmp_path):
+    """score_0_100: the paper's MAP over the preference matrix against the stored anchors."""
+    import dataclasses
+
+    import numpy as np
+
+    from vqa.student.anchors import AnchorSet, weights_fingerprint
+    from vqa.student.checkpoint import load_student
+
+    rows = score_videos([folder], model=student, workers=1)
+    raw = [r["score"] for r in rows]
+    lo, hi = min(raw), max(raw)
+    # Five synthetic anchors spread over (and beyond) the two videos' scores.
+    anchor_scores = list(np.linspace(lo - 0.5 * (hi - lo) - 0.1, hi + 0.5 * (hi - lo) + 0.1, 5))
+    anchors = AnchorSet(video_ids=[f"a{i}" for i in range(5)], scores=anchor_scores,
+                        model_fingerprint=weights_fingerprint(student), method="test")
+    ckpt = tmp_path / "s.pt"
+    save_student(ckpt, student, meta={"loss": "five_level", "anchors": dataclasses.asdict(anchors)})
+    scored = score_videos([folder], model=ckpt, workers=1, anchored=True)
+    values = [r["score_0_100"] for r in scored]
+    assert all(0 < v < 100 for v in values)  # inside the anchors' range: neither end
+    assert (values[0] < values[1]) == (raw[0] < raw[1])
+    expected = anchors.anchored_scores(np.array(raw), load_student(ckpt).cutpoints().detach().numpy())
+    assert values == pytest.approx(list(expected), abs=1e-9)
+
+    out = tmp_path / "s.csv"
+    assert main(["score", str(folder), "--model", str(ckpt), "--anchored", "--out", str(out), "--quiet"]) == 0
+    assert out.read_text().splitlines()[0] == "path,score,score_0_100,error"
+
+    # Anchors whose weights do not match, or none at all: a one-line error, nothing scored.
+    other = dataclasses.replace(anchors, model_fingerprint="weights:0000")
+    save_student(ckpt, student, meta={"anchors": dataclasses.asdict(other)})
+    with pytest.raises(ValueError, match="belongs to other weights"):
+        score_videos([folder], model=ckpt, anchored=True)
+    save_student(ckpt, student)
+    with pytest.raises(ValueError, match="no anchor set"):
+        score_videos([folder], model=ckpt, anchored=True)

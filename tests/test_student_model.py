@@ -58,12 +58,13 @@ def test_features_and_scores_are_deterministic(model):
         f1 = model.frame_features(views)
         f2 = model.frame_features(views)
     assert f1.shape == (3, 2560) and torch.equal(f1, f2)
-    s = model.video_scores(f1.unsqueeze(0))
+    motion = torch.zeros(3, model.feature_dim - 2560)  # the motion branch's descriptors follow
+    s = model.video_scores(torch.cat([f1, motion], dim=1).unsqueeze(0))
     assert s.shape == (1,)
 
 
 def test_masked_pooling_ignores_padding(model):
-    feats = torch.randn(1, 4, 2560)
+    feats = torch.randn(1, 4, model.feature_dim)
     with torch.no_grad():
         full = model.video_scores(feats[:, :2])
         padded = model.video_scores(feats, torch.tensor([[True, True, False, False]]))

@@ -139,12 +139,16 @@ def cmd_score(args) -> int:
         tracking = configure_tracking(load_params(args.params).mlflow) if Path(args.params).exists() else None
     fmt = args.format or ("json" if args.out and args.out.endswith(".json") else "csv")
     rows = score_videos(args.paths, model=args.model, workers=args.workers, tracking_uri=tracking,
-                        progress=None if args.quiet else progress_bar())
+                        progress=None if args.quiet else progress_bar(), anchored=args.anchored)
+    fields = ["path", "score"] + (["score_0_100"] if args.anchored else []) + ["error"]
     if fmt == "json":
-        text = json.dumps([{**r, "score": None if math.isnan(r["score"]) else r["score"]} for r in rows], indent=1) + "\n"
+        def finite(v):
+            return None if isinstance(v, float) and math.isnan(v) else v
+
+        text = json.dumps([{k: finite(r[k]) for k in fields} for r in rows], indent=1) + "\n"
     else:
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=["path", "score", "error"], lineterminator="\n")
+        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
         text = buf.getvalue()
@@ -199,11 +203,32 @@ def cmd_bench_score(args) -> int:
         from vqa.student.model import StudentConfig, StudentModel
 
         # untrained head: the cost of scoring does not depend on the head's weights
-        cfg = StudentConfig(key_rate=params.video.key_rate, max_key_frames=params.video.max_key_frames) if params else StudentConfig()
+        cfg = StudentConfig(key_rate=params.video.key_rate, max_key_frames=params.video.max_key_frames,
+                            motion_frames=params.student.motion_frames) if params else StudentConfig()
         model = StudentModel(cfg).eval()
         log("bench: no --model given: timing an untrained student of the same architecture")
     result = bench_score(videos, model=model, workers=args.workers, limit=args.limit, log=log)
     print(json.dumps(result, sort_keys=True))  # the last line: one JSON object
+    return 0
+
+
+def cmd_bench_train(args) -> int:
+    import json
+
+    from vqa.bench.train import bench_train
+    from vqa.config.params import Params
+
+    params = _params(args) if Path(args.params).exists() else Params()
+    student = params.student
+    updates = {k: v for k, v in {"precision": args.precision, "loader_workers": args.loader_workers,
+                                 "grad_accum_steps": args.grad_accum}.items() if v is not None}
+    if updates:
+        student = student.model_copy(update=updates)
+    result = bench_train(args.videos or params.corpus.videos, student=student, key_rate=params.video.key_rate,
+                         max_key_frames=params.video.max_key_frames, steps=args.steps, warmup=args.warmup,
+                         batch_size=args.batch_size, device=args.device, limit=args.limit, log=log)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(result, sort_keys=True))  # the last line: one JSON object
     return 0
 
 
@@ -259,6 +284,17 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--workers", type=int, default=2)
     bs.add_argument("--limit", type=int, default=None)
     bs.set_defaults(func=cmd_bench_score)
+    btr = b.add_parser("train", help="fine-tuning throughput (GPU; a short smoke run on CPU); torchrun for DDP")
+    btr.add_argument("--videos", default=None, help="folder of videos (default: params corpus.videos)")
+    btr.add_argument("--steps", type=int, default=None, help="timed optimiser steps (default 40 GPU, 3 CPU)")
+    btr.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 5 GPU, 1 CPU)")
+    btr.add_argument("--batch-size", type=int, default=None, help="pairs per micro-batch (default: params; 4 on CPU)")
+    btr.add_argument("--grad-accum", type=int, default=None, help="micro-batches per step (default: params)")
+    btr.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=None)
+    btr.add_argument("--loader-workers", type=int, default=None, help="DataLoader processes (default: params)")
+    btr.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    btr.add_argument("--limit", type=int, default=None, help="only the first N videos")
+    btr.set_defaults(func=cmd_bench_train)
 
     s = sub.add_parser("score", help="score videos with a trained student (exit 1 if any file failed)")
     s.add_argument("paths", nargs="+", help="files, folders, glob patterns, or @list.txt (one path per line)")
@@ -267,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=["csv", "json"], default=None, help="default: from --out, else csv")
     s.add_argument("--workers", type=int, default=2, help="decoding processes (default 2)")
     s.add_argument("--quiet", action="store_true", help="no progress display")
+    s.add_argument("--anchored", action="store_true",
+                   help="add score_0_100: the paper's MAP score against the 5 anchor videos stored with the student")
     s.set_defaults(func=cmd_score)
 
     f = sub.add_parser("flow", help="run the W2S rounds as a Prefect flow over the DVC stages")

@@ -3,13 +3,16 @@
 `score_videos` is the user-facing API behind `vqa score`: paths may be files, folders (searched
 recursively for video files), glob patterns or list files (``@list.txt``: one path per line).
 Decoding and view-making run in worker processes, one video each, streamed through a bounded
-window (a long 1080p video never sits in memory whole: only its key frames do); the backbone runs
-here in batches of key frames. Results come back in input order, and are the same whatever the
-worker count.
+window (a long 1080p video never sits in memory whole: only its key frames do). The backbone runs
+through vqa.student.runtime: with ONNX Runtime each worker runs it on its own video (one thread
+each), otherwise it runs here, one call per video. Results come back in input order, and are the
+same whatever the worker count (ONNX Runtime's features do not depend on threads or batch size).
 """
 from __future__ import annotations
 
+
 import glob
+import multiprocessing
 import math
 import sys
 from dataclasses import dataclass
@@ -21,6 +24,7 @@ import torch
 
 from vqa.parallel import bounded_map
 from vqa.student.model import StudentModel
+from vqa.student.runtime import backbone_runtime
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".ts", ".mts", ".y4m", ".flv",
                             ".wmv", ".mpg", ".mpeg", ".3gp"})
@@ -68,20 +72,37 @@ class _ViewJob:
     max_key_frames: int
     size: int
     grid: int
+    onnx: str = ""  # the exported trunk: the worker computes features itself (one thread)
+    motion_frames: int = 0  # the student's motion branch: descriptors of clips this long
 
 
-def _views_job(job: _ViewJob) -> tuple[str, np.ndarray | None, str]:
-    from vqa.student.views import make_views
+def _views_job(job: _ViewJob) -> tuple[str, tuple | None, str]:
+    """-> (path, (views, motion), "") or (path, (features, None), "") when ``job.onnx``;
+    (path, None, reason) on failure."""
+    from vqa.student.views import student_inputs
     from vqa.video import VideoError, read_video
 
-    torch.set_num_threads(1)  # one worker per core already
+    if multiprocessing.parent_process() is not None:
+        # One worker per core already. Only in workers: run in-process (workers=1), this would
+        # change the caller's thread count.
+        torch.set_num_threads(1)
     try:
-        video = read_video(job.path, key_rate=job.key_rate, max_key_frames=job.max_key_frames)
+        video = read_video(job.path, key_rate=job.key_rate, max_key_frames=job.max_key_frames,
+                           motion_len=job.motion_frames)
     except VideoError as exc:
         return job.path, None, exc.reason
     except OSError as exc:
         return job.path, None, f"cannot read: {exc.strerror or exc}"
-    return job.path, make_views(video.key_frames, job.size, job.grid).numpy(), ""
+    views, motion = student_inputs(video.key_frames, video.motion, job.size, job.grid, job.motion_frames)
+    if job.onnx:
+        from vqa.student.runtime import OrtRuntime
+
+        return job.path, (_with_motion(OrtRuntime.from_file(job.onnx, threads=1).features(views), motion), None), ""
+    return job.path, (views, motion), ""
+
+
+def _with_motion(feats: np.ndarray, motion: np.ndarray | None) -> np.ndarray:
+    return feats if motion is None else np.concatenate([feats, motion.astype(np.float32)], axis=1)
 
 
 def resolve_model(model: StudentModel | str | Path, *, tracking_uri: str | None = None) -> StudentModel:
@@ -110,31 +131,56 @@ def score_videos(
     workers: int = 2,
     progress: Callable[[int, int, str], None] | None = None,
     tracking_uri: str | None = None,
+    cache_dir: str | Path | None = None,
+    anchored: bool = False,
 ) -> list[dict]:
     """Score videos -> one row per file, in input order: {"path", "score", "error"}.
 
     ``paths`` go through :func:`expand_paths`. Unreadable files get score NaN and the reason in
-    ``error``; the others are scored. ``progress(done, total, path)`` is called per video."""
+    ``error``; the others are scored. ``progress(done, total, path)`` is called per video.
+    ``cache_dir`` keeps the exported backbone (default: vqa.student.runtime.default_cache_dir()).
+    ``anchored``: rows also get "score_0_100", the paper's MAP score against the five anchor videos
+    stored with the student (vqa.student.anchors; NaN for failed files)."""
     student = resolve_model(model, tracking_uri=tracking_uri)
     student.eval()
+    anchors = None
+    if anchored:
+        from vqa.student.anchors import anchors_of, loss_of
+
+        anchors = anchors_of(student, where=str(model) if not isinstance(model, StudentModel) else "student")
+        cutpoints, loss = student.cutpoints().detach().numpy(), loss_of(student)
     cfg = student.config
+    runtime = backbone_runtime(student, cache_dir=cache_dir)
     files = expand_paths(paths)
-    jobs = [_ViewJob(str(p), cfg.key_rate, cfg.max_key_frames, cfg.input_size, cfg.fragment_grid) for p in files]
+    workers = workers if len(files) > 1 else 1
+    # Several workers and an exported trunk: each worker runs the backbone on its own video on one
+    # thread (no thread hand-offs, no views shipped back); the numbers are the same either way.
+    in_workers = workers > 1 and getattr(runtime, "onnx_file", None) is not None
+    onnx = str(runtime.onnx_file) if in_workers else ""
+    jobs = [_ViewJob(str(p), cfg.key_rate, cfg.max_key_frames, cfg.input_size, cfg.fragment_grid, onnx,
+                     cfg.motion_frames) for p in files]
     rows = []
-    for done, (path, views, error) in enumerate(bounded_map(_views_job, jobs, workers if len(jobs) > 1 else 1), 1):
-        if views is None:
+    for done, (path, out, error) in enumerate(bounded_map(_views_job, jobs, workers), 1):
+        if out is None:
             rows.append({"path": path, "score": math.nan, "error": error})
         else:
-            feats = student.frame_features(torch.from_numpy(views)).unsqueeze(0)
-            rows.append({"path": path, "score": float(student.video_scores(feats)[0]), "error": ""})
+            feats = out[0] if in_workers else _with_motion(runtime.features(out[0]), out[1])
+            rows.append({"path": path, "score": float(student.video_scores(torch.from_numpy(feats).unsqueeze(0))[0]),
+                         "error": ""})
+        if anchors is not None:
+            score = rows[-1]["score"]
+            rows[-1]["score_0_100"] = math.nan if math.isnan(score) else \
+                float(anchors.anchored_scores(np.array([score]), cutpoints, loss)[0])
         if progress is not None:
             progress(done, len(jobs), path)
     return rows
 
 
 def score_paths(model: StudentModel, paths: list[str | Path]) -> list[dict]:
-    """The pyfunc's entry: score these paths in this process (the serving process owns its cores)."""
-    return score_videos([str(p) for p in paths], model=model, workers=1)
+    """The pyfunc's entry: score these paths in this process (the serving process owns its cores);
+    rows carry "score_0_100" too when the student has its anchor set."""
+    has_anchors = bool((getattr(model, "meta", {}) or {}).get("anchors"))
+    return score_videos([str(p) for p in paths], model=model, workers=1, anchored=has_anchors)
 
 
 def progress_bar(stream=sys.stderr) -> Callable[[int, int, str], None]:

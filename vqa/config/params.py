@@ -253,6 +253,7 @@ class StudentParams(_Section):
     freeze_backbone: bool = True  # CPU default: train the head on cached backbone features
     input_size: int = Field(224, ge=32)
     fragment_grid: int = Field(7, ge=1)  # technical view: grid x grid native-resolution patches
+    motion_frames: int = Field(8, ge=0, le=64)  # motion branch: clip length per key frame (0 = off)
     hidden: int = Field(128, ge=1)
     dropout: float = Field(0.2, ge=0, lt=1)
     epochs: int = Field(30, ge=1)
@@ -280,7 +281,13 @@ class StudentParams(_Section):
         return v
     warmup_fraction: float = Field(0.1, ge=0, le=1)
     val_fraction: float = Field(0.1, ge=0, lt=1)
+    patience: int = Field(8, ge=1)  # epochs without a better validation loss before stopping
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # auto: bf16 autocast on a CUDA GPU that supports it, fp32 elsewhere.
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    grad_accum_steps: int = Field(1, ge=1)  # micro-batches of batch_size pairs per optimiser step
+    checkpoint_every: int = Field(50, ge=1)  # optimiser steps between resumable checkpoints
+    loader_workers: int = Field(2, ge=0)  # fine-tuning: processes that load views ahead of the GPU
 
 
 class RoundParams(_Section):

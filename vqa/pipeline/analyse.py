@@ -1,9 +1,11 @@
 """One decode per video for everything a step needs from its pixels: every homogeneous teacher's
-score and the student's views. Decoding, teachers and views run in worker processes (one per
+score and the student's inputs (views, motion descriptors). Decoding, teachers and views run in worker processes (one per
 core; the GIL would serialise numpy-heavy teachers in threads); the backbone runs in this process
 on what they send back. Results stream through a bounded window, so memory stays flat however
 large the corpus."""
 from __future__ import annotations
+
+import multiprocessing
 
 import time
 from dataclasses import dataclass, field
@@ -39,6 +41,7 @@ class _Job:
     clip_len: int
     view_size: int | None  # None: no views wanted
     view_grid: int
+    motion_frames: int = 0  # the student's motion branch: descriptors of clips this long
 
 
 _INSTANCES: dict = {}  # per worker process: a teacher (and any model it loads) is built once
@@ -55,12 +58,17 @@ def _work(job: _Job) -> tuple[str, dict, dict, np.ndarray | None, dict]:
 
     from vqa.video import VideoError, read_video
 
-    torch.set_num_threads(1)  # one worker per core already
+    if multiprocessing.parent_process() is not None:
+        # One worker per core already. Only in workers: run in-process (workers=1), this would
+        # change the caller's thread count, and with it the rounding of the head's matmuls.
+        torch.set_num_threads(1)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     try:
         register_specs(job.specs)
-        video = read_video(job.path, key_rate=job.key_rate, max_key_frames=job.max_key_frames, clip_len=job.clip_len)
+        motion = job.motion_frames if job.view_size is not None else 0
+        video = read_video(job.path, key_rate=job.key_rate, max_key_frames=job.max_key_frames,
+                           clip_len=job.clip_len, motion_len=motion)
     except VideoError as exc:
         return job.vid, {}, {"*": str(exc)}, None, seconds
     seconds["decode"] = time.perf_counter() - t0
@@ -77,10 +85,10 @@ def _work(job: _Job) -> tuple[str, dict, dict, np.ndarray | None, dict]:
         seconds[teacher.card.key] = time.perf_counter() - t0
     views = None
     if job.view_size is not None:
-        from vqa.student.views import make_views
+        from vqa.student.views import student_inputs
 
         t0 = time.perf_counter()
-        views = make_views(video.key_frames, job.view_size, job.view_grid).numpy()
+        views = student_inputs(video.key_frames, video.motion, job.view_size, job.view_grid, job.motion_frames)
         seconds["views"] = time.perf_counter() - t0
     return job.vid, scores, failures, views, seconds
 
@@ -128,7 +136,8 @@ def analyse(
             clip_len = max([c.clip_len for c in need if issubclass(c, ClipTeacher)], default=0)
             jobs.append(
                 _Job(vid, str(path), tuple(c.card.name for c in need), specs, key_rate, max_key_frames, clip_len,
-                     cfg.input_size if want_views else None, cfg.fragment_grid if cfg else 0)
+                     cfg.input_size if want_views else None, cfg.fragment_grid if cfg else 0,
+                     cfg.motion_frames if cfg else 0)
             )
     for c in classes:
         todo = sum(1 for j in jobs if c.card.name in j.teachers)
@@ -156,7 +165,7 @@ def analyse(
                 out.failures[key][vid] = reason
                 out.scored[key] += 1
             if views is not None:
-                out.features[vid] = features.add_views(vid, views)
+                out.features[vid] = features.add_views(vid, *views)  # (views, motion or None)
     finally:
         for c in caches.values():
             c.flush()  # a killed step keeps what it finished

@@ -26,12 +26,11 @@ def _student_config(params: Params):
     from vqa.student.model import StudentConfig
 
     s = params.student
-    if not s.freeze_backbone:
-        raise NotImplementedError("student.freeze_backbone: false (end-to-end fine-tuning) is not implemented yet")
     return StudentConfig(
         backbone=s.backbone,
         input_size=s.input_size,
         fragment_grid=s.fragment_grid,
+        motion_frames=s.motion_frames,
         hidden=s.hidden,
         dropout=s.dropout,
         freeze_backbone=s.freeze_backbone,
@@ -220,8 +219,14 @@ def fuse(params: Params, round_name: str, log: Log = print) -> dict:
 
 
 def train(params: Params, round_name: str, log: Log = print) -> dict:
+    """Train the round's student. Frozen backbone: on cached features. Fine-tuning: on cached
+    views, with DDP when launched by torchrun. Resumes from artifacts/cache/checkpoints/<round>.pt."""
+    import dataclasses
+
     from vqa.fusion import read_pairs
     from vqa.student.checkpoint import save_student
+    from vqa.student.data import FeatureSource, ViewSource, ViewStore
+    from vqa.student.distributed import init_from_env
     from vqa.student.features import FeatureStore
     from vqa.student.model import StudentModel
     from vqa.student.train import pick_device, seed_everything, train_student
@@ -234,18 +239,64 @@ def train(params: Params, round_name: str, log: Log = print) -> dict:
     unknown = [v for v in needed if v not in paths]
     if unknown:
         raise ValueError(f"{layout.pairs(round_name)}: {len(unknown)} video ids are in no manifest, e.g. {unknown[0]}")
+    ctx, device = init_from_env(pick_device(params.student.device))
     model = StudentModel(_student_config(params))
-    device = pick_device(params.student.device)
-    store = FeatureStore(layout.CACHE, model)
-    feats = analyse([(v, paths[v]) for v in needed], teacher_names=[], cache_root=layout.CACHE,
-                    key_rate=params.video.key_rate, max_key_frames=params.video.max_key_frames,
-                    features=store, workers=params.teachers.workers, log=log)
-    result = train_student(model, pairs, feats.features, params.student, seed=seed, device=device, log=log)
-    save_student(layout.student(round_name), result.model.to("cpu"), meta={"round": round_name, "seed": seed})
+    frozen = params.student.freeze_backbone
+    store = FeatureStore(layout.CACHE, model) if frozen else ViewStore(layout.CACHE, model.config)
+
+    def inputs():
+        return analyse([(v, paths[v]) for v in needed], teacher_names=[], cache_root=layout.CACHE,
+                       key_rate=params.video.key_rate, max_key_frames=params.video.max_key_frames,
+                       features=store, workers=params.teachers.workers, log=log)
+
+    # One process decodes; under torchrun the others wait and then find everything cached.
+    res = inputs() if ctx.is_main else None
+    ctx.barrier()
+    res = res or inputs()
+    source = FeatureSource(res.features) if frozen else ViewSource(store, list(res.features),
+                                                                   workers=params.student.loader_workers)
+    result = train_student(model, pairs, source, params.student, seed=seed, device=device,
+                           checkpoint=layout.CACHE / "checkpoints" / f"{round_name}.pt", dist=ctx, log=log)
+    trained = result.model.to("cpu")
+    if not frozen:  # features of this student are its own: key its feature cache by its weights
+        trained.config = dataclasses.replace(trained.config, backbone_weights=trained.backbone_digest())
     out = {"history": result.history, "best_epoch": result.best_epoch, "train_pairs": result.n_train,
-           "val_pairs": result.n_val, "skipped_pairs": result.skipped_pairs, "device": device}
-    atomic_write_json(layout.train_history(round_name), out)
+           "val_pairs": result.n_val, "skipped_pairs": result.skipped_pairs, "device": device,
+           "steps": result.steps, "world_size": ctx.world}
+    if ctx.is_main:
+        anchors = _choose_anchors(trained, store, res.features, log)
+        save_student(layout.student(round_name), trained,
+                     meta={"round": round_name, "seed": seed, "loss": params.student.loss, "anchors": anchors})
+        atomic_write_json(layout.train_history(round_name), out)
+    ctx.barrier()
     return out
+
+
+def _choose_anchors(model, store, inputs: dict, log: Log) -> dict:
+    """Five anchor videos of the corpus (not simulated ones) at the 10..90 % quantiles of the
+    student's scores, stored with the student for 0-100 scores (vqa.student.anchors)."""
+    import dataclasses
+
+    import torch
+
+    from vqa.student.anchors import AnchorSet, weights_fingerprint
+    from vqa.student.data import FeatureSource, ViewSource, ViewStore
+
+    corpus = dict(_corpus_items())
+    ids = sorted(v for v in inputs if v in corpus)
+    if len(ids) < 5:
+        log(f"train: only {len(ids)} corpus videos have inputs; no anchor set (0-100 scores unavailable)")
+        return {}
+    source = ViewSource(store, ids, workers=0) if isinstance(store, ViewStore) else FeatureSource(inputs)
+    source.prepare(ids, torch.device("cpu"))
+    model.eval()
+    with torch.no_grad():
+        scores = [s for chunk in source.chunks(torch.arange(len(ids)), 16) for s in model.scores(source.inputs(chunk)).tolist()]
+    anchors = AnchorSet.choose(ids, scores, model_fingerprint=weights_fingerprint(model),
+                               paths=[corpus[v] for v in ids], extra={"corpus_videos": len(ids)})
+    log("train: anchors for 0-100 scores: " + ", ".join(f"{Path(p).name} ({s:+.2f})"
+                                                       for p, s in zip(anchors.paths, anchors.scores)))
+    return dataclasses.asdict(anchors)
 
 
 def _suite_scores(suite, models: dict, params: Params, log: Log) -> dict[str, dict[str, float]]:

@@ -30,7 +30,9 @@ def load_student(path: str | Path, device: str = "cpu") -> StudentModel:
         raise ValueError(f"{path}: not a readable student checkpoint ({exc})") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ValueError(f"{path}: not a w2s-vqa student checkpoint (format {FORMAT})")
-    model = StudentModel(StudentConfig(**blob["config"]))
+    config = {"motion_frames": 0, **blob["config"]}  # students saved before the motion branch had none
+    model = StudentModel(StudentConfig(**config))
+    model.meta = blob.get("meta") or {}  # round, seed, loss, anchors (vqa.student.anchors)
     missing, unexpected = model.load_state_dict(blob["state"], strict=False)
     # A frozen backbone is rebuilt from its packaged weights, so only its keys may be missing.
     missing = [k for k in missing if not k.startswith("backbone.")]

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vqa.student.backbones import get_backbone
+from vqa.student.motion import MOTION_DIM, MOTION_VERSION
 
 
 @dataclass(frozen=True)
@@ -21,16 +22,26 @@ class StudentConfig:
     freeze_backbone: bool = True
     key_rate: float = 1.0
     max_key_frames: int = 8
+    # Fine-tuned backbones: a hash of the trained backbone weights ("" = the packaged weights), so
+    # features cached for one fine-tuned student are never reused for another.
+    backbone_weights: str = ""
+    # Motion branch: a descriptor of the clip of this many frames at each key frame
+    # (vqa.student.motion); 0 turns the branch off.
+    motion_frames: int = 8
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def feature_fingerprint(self) -> str:
         """Everything that determines cached backbone features (not the head)."""
+        from vqa.student.runtime import runtime_tag  # the runtime (ONNX Runtime / torch NHWC) rounds differently
+
         spec = get_backbone(self.backbone)
         return (
             f"{spec.weights_id}_s{self.input_size}_g{self.fragment_grid}"
-            f"_r{self.key_rate:g}_k{self.max_key_frames}_nhwc"  # NHWC kernels round differently
+            f"_r{self.key_rate:g}_k{self.max_key_frames}{runtime_tag(self)}"
+            + (f"_ft{self.backbone_weights}" if self.backbone_weights else "")
+            + (f"_mv{MOTION_VERSION}l{self.motion_frames}" if self.motion_frames else "")
         )
 
 
@@ -48,7 +59,16 @@ class StudentModel(nn.Module):
             self.backbone = self.backbone.to(memory_format=torch.channels_last)
         self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1), persistent=False)
-        dim = spec.feature_dim * self.N_VIEWS
+        dim = self.appearance_dim = spec.feature_dim * self.N_VIEWS
+        self.feature_dim = dim + (MOTION_DIM if config.motion_frames else 0)  # per key frame, as cached
+        # The motion branch adds its own per-frame term: the clip descriptor is small and on
+        # another scale than the backbone's features, so it is normalised and projected alone.
+        self.motion_head = nn.Sequential(
+            nn.LayerNorm(MOTION_DIM),
+            nn.Linear(MOTION_DIM, 32),
+            nn.GELU(),
+            nn.Linear(32, 1),
+        ) if config.motion_frames else None
         self.head = nn.Sequential(
             nn.LayerNorm(dim),
             nn.Dropout(config.dropout),
@@ -77,9 +97,55 @@ class StudentModel(nn.Module):
         maps = self.backbone(x)
         return maps.mean(dim=(2, 3)).view(t, -1)
 
+    def scores(self, inputs: dict) -> torch.Tensor:
+        """One score per video from either cached features {"feats", "mask"} or uint8 views
+        {"views" [N,T,2,3,S,S], "mask" [N,T]} (fine-tuning: only the valid frames are run, padded
+        with blank frames up to "pad_frames" if given; BatchNorm is frozen, so these change nothing)."""
+        mask = inputs["mask"]
+        if "feats" in inputs:
+            return self.video_scores(inputs["feats"], mask)
+        frames = inputs["views"][mask]
+        n, pad = frames.shape[0], inputs.get("pad_frames", 0)
+        if pad > n:
+            # One frame count for every batch: cuDNN's channels-last kernels are built per input
+            # shape (measured on an H200: ~13 s for the first bf16 step of each new shape, then
+            # 0.1 s), so varying counts would rebuild them at almost every step.
+            frames = torch.cat([frames, frames.new_zeros((pad - n, *frames.shape[1:]))])
+        frame_feats = self.frame_features(frames)[:n].float()
+        if self.motion_head is not None:
+            frame_feats = torch.cat([frame_feats, inputs["motion"][mask].float()], dim=1)
+        feats = frame_feats.new_zeros((*mask.shape, frame_feats.shape[-1]))
+        feats[mask] = frame_feats
+        return self.video_scores(feats, mask)
+
+    forward = scores  # what DistributedDataParallel calls
+
+    def train(self, mode: bool = True) -> "StudentModel":
+        super().train(mode)
+        if mode and self.backbone is not None:
+            # Fine-tuning keeps the pretrained BatchNorm statistics: pair batches hold few videos,
+            # whose statistics would be noisy and differ between GPUs.
+            for m in self.backbone.modules():
+                # (TorchScript backbones hide the class; their modules keep its name)
+                if isinstance(m, nn.modules.batchnorm._BatchNorm) or \
+                        getattr(m, "original_name", "").startswith("BatchNorm"):
+                    m.eval()
+        return self
+
+    def backbone_digest(self) -> str:
+        import hashlib
+
+        h = hashlib.sha256()
+        for k, v in sorted(self.backbone.state_dict().items()):
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:12]
+
     def video_scores(self, feats: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """feats [B,T,D] (+ mask [B,T] of valid frames) -> one score per video [B]."""
-        per_frame = self.head(feats).squeeze(-1)
+        per_frame = self.head(feats[..., : self.appearance_dim]).squeeze(-1)
+        if self.motion_head is not None:
+            per_frame = per_frame + self.motion_head(feats[..., self.appearance_dim :]).squeeze(-1)
         if mask is None:
             return per_frame.mean(dim=1)
         mask = mask.to(per_frame.dtype)
