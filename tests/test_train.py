@@ -36,13 +36,10 @@ def _same_weights(a: Path, b: Path) -> None:
     assert not different, f"weights differ in {different[:5]}"
 
 
-def test_kill_9_mid_training_then_resume_gives_identical_weights(tmp_path):
-    whole = _run("features", tmp_path / "whole")
-    assert whole["resumed_from_step"] is None and whole["steps"] > 200
-
-    out = tmp_path / "killed"
+def kill_mid_run(out: Path, env: dict) -> None:
+    """Start a features-mode training run and SIGKILL it after its third checkpoint write."""
     out.mkdir()
-    proc = subprocess.Popen([sys.executable, str(WORKER), "features", str(out)], env=_env(),
+    proc = subprocess.Popen([sys.executable, str(WORKER), "features", str(out)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     ckpt, seen, deadline = out / "ckpt.pt", set(), time.monotonic() + 120
     try:
@@ -54,6 +51,15 @@ def test_kill_9_mid_training_then_resume_gives_identical_weights(tmp_path):
     finally:
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+
+
+def test_kill_9_mid_training_then_resume_gives_identical_weights(tmp_path):
+    whole = _run("features", tmp_path / "whole")
+    assert whole["resumed_from_step"] is None and whole["steps"] > 200
+
+    out = tmp_path / "killed"
+    kill_mid_run(out, _env())
+    ckpt = out / "ckpt.pt"
     assert ckpt.exists() and not (out / "final.pt").exists()
 
     resumed = _run("features", out)

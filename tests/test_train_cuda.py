@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 
-from tests.test_train import WORKER, _env
+from tests.test_train import WORKER, _env, kill_mid_run
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -53,19 +51,7 @@ def test_fine_tuning_on_the_gpu_in_bf16_is_reproducible_within_tolerance(tmp_pat
 def test_kill_9_and_resume_on_the_gpu(tmp_path):
     whole = _run("features", tmp_path / "whole")
     out = tmp_path / "killed"
-    out.mkdir()
-    proc = subprocess.Popen([sys.executable, str(WORKER), "features", str(out)], env=_cuda_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    ckpt, seen, deadline = out / "ckpt.pt", set(), time.monotonic() + 120
-    try:
-        while len(seen) < 3 and time.monotonic() < deadline and proc.poll() is None:
-            if ckpt.exists():
-                seen.add(ckpt.stat().st_mtime_ns)
-            time.sleep(0.005)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
+    kill_mid_run(out, _cuda_env())
     resumed = _run("features", out)
     assert 0 < resumed["resumed_from_step"] < whole["steps"] == resumed["steps"]
     print("features max diff", _close(tmp_path / "whole" / "final.pt", out / "final.pt", atol=1e-3))

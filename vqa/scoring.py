@@ -10,10 +10,9 @@ same whatever the worker count (ONNX Runtime's features do not depend on threads
 """
 from __future__ import annotations
 
-
 import glob
-import multiprocessing
 import math
+import multiprocessing
 import sys
 from dataclasses import dataclass
 from pathlib import Path

@@ -1,12 +1,11 @@
 """One decode per video for everything a step needs from its pixels: every homogeneous teacher's
-score and the student's inputs (views, motion descriptors). Decoding, teachers and views run in worker processes (one per
-core; the GIL would serialise numpy-heavy teachers in threads); the backbone runs in this process
-on what they send back. Results stream through a bounded window, so memory stays flat however
-large the corpus."""
+score and the student's inputs (views, motion descriptors). Decoding, teachers and views run in
+worker processes (one per core; the GIL would serialise numpy-heavy teachers in threads); the
+backbone runs in this process on what they send back. Results stream through a bounded window,
+so memory stays flat however large the corpus."""
 from __future__ import annotations
 
 import multiprocessing
-
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +59,7 @@ def _work(job: _Job) -> tuple[str, dict, dict, np.ndarray | None, dict]:
 
     if multiprocessing.parent_process() is not None:
         # One worker per core already. Only in workers: run in-process (workers=1), this would
-        # change the caller's thread count, and with it the rounding of the head's matmuls.
+        # change the caller's thread count for good.
         torch.set_num_threads(1)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()

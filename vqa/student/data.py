@@ -235,7 +235,3 @@ def epoch_order(train_idx: torch.Tensor, seed: int, epoch: int) -> torch.Tensor:
     """The epoch's pair order depends on (seed, epoch) alone, so a resumed run replays it exactly."""
     g = torch.Generator().manual_seed((seed * 1_000_003 + epoch) % 2**63)
     return train_idx[torch.randperm(len(train_idx), generator=g)]
-
-
-def micro_batches_per_epoch(n_train: int, batch_size: int) -> int:
-    return math.ceil(n_train / batch_size)
