@@ -158,3 +158,28 @@ def test_a_missing_or_bad_backbone_file_is_a_one_line_error(tmp_path):
         get_backbone(f"file:{tmp_path / 'bad.pt'}")
     with pytest.raises(KeyError, match="did you mean efficientnet-lite0"):
         get_backbone("efficientnet-lite")
+
+
+def test_validation_loss_is_weighted_like_the_training_objective():
+    """Early stopping watches the pair-weighted data term: a pair of weight 0 must not count."""
+    from contextlib import nullcontext
+
+    from vqa.student.data import FeatureSource, PairSet
+    from vqa.student.model import StudentConfig, StudentModel
+    from vqa.student.train import _evaluate
+
+    torch.manual_seed(0)
+    model = StudentModel(StudentConfig(motion_frames=0), load_backbone=False)
+    feats = {f"v{i}": torch.randn(2, model.feature_dim).numpy() for i in range(4)}
+    source = FeatureSource(feats)
+    ids = sorted(feats)
+    source.prepare(ids, torch.device("cpu"))
+    a, b = torch.tensor([0, 1, 2]), torch.tensor([1, 2, 3])
+
+    def val_ce(labels, weights):
+        data = PairSet(ids, a, b, torch.tensor(labels), torch.tensor(weights, dtype=torch.float32))
+        return _evaluate(model, source, data, torch.arange(3), "five_level", lambda: nullcontext())["val_ce"]
+
+    base = val_ce([4, 0, 2], [1.0, 1.0, 0.0])
+    assert val_ce([4, 0, 0], [1.0, 1.0, 0.0]) == pytest.approx(base)  # the weight-0 pair's label is ignored
+    assert val_ce([4, 0, 0], [1.0, 1.0, 1.0]) != pytest.approx(base)

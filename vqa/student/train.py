@@ -131,7 +131,8 @@ def _cpu_state(sd: dict) -> dict:
 # --------------------------------------------------------------------------- the loop
 @torch.no_grad()
 def _evaluate(model, source, data: PairSet, idx: torch.Tensor, loss: str, autocast) -> dict:
-    """val_ce: the objective's data term on held-out pairs (five-level CE, or the BT cross-entropy)."""
+    """val_ce: the objective's data term on held-out pairs (five-level CE, or the BT cross-entropy),
+    with the training pair weights."""
     model.eval()
     vids = torch.unique(torch.cat([data.a[idx], data.b[idx]]))
     scores = torch.full((len(data.ids),), math.nan)
@@ -139,11 +140,15 @@ def _evaluate(model, source, data: PairSet, idx: torch.Tensor, loss: str, autoca
         with autocast():
             scores[chunk] = model.scores(source.inputs(chunk)).float().cpu()
     d = scores[data.a[idx]] - scores[data.b[idx]]
-    y = data.y[idx]
+    y, w = data.y[idx], data.w[idx]
+    # Weighted like the training objective: with balanced sources a few simulator pairs outweigh
+    # many teacher pairs, and an unweighted validation loss would stop training on the wrong goal.
     if loss == "bradley_terry":
-        ce = float(torch.nn.functional.binary_cross_entropy_with_logits(d, y.to(d.dtype) / 4.0))
+        terms = torch.nn.functional.binary_cross_entropy_with_logits(d, y.to(d.dtype) / 4.0, reduction="none")
     else:
-        ce = float(torch.nn.functional.nll_loss(five_level_log_probs(d, model.cutpoints().float().cpu()), y))
+        terms = torch.nn.functional.nll_loss(five_level_log_probs(d, model.cutpoints().float().cpu()), y,
+                                             reduction="none")
+    ce = float((terms * w).sum() / w.sum().clamp_min(1e-12))
     decided = y != 2  # "similar" has no direction to get right
     acc = float(((d[decided] > 0) == (y[decided] > 2)).float().mean()) if decided.any() else math.nan
     return {"val_ce": ce, "val_direction_accuracy": acc}
