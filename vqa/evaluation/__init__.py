@@ -1,5 +1,40 @@
 """Metrics, evaluation suites and reports."""
-from vqa.evaluation.metrics import plcc, srcc, weighted_mean
+from vqa.evaluation.metrics import (
+    ConstantPredictionWarning,
+    LogisticFit,
+    all_metrics,
+    bootstrap_ci,
+    bootstrap_metrics,
+    fit_logistic,
+    grouped_metrics,
+    krcc,
+    paired_bootstrap_diff,
+    plcc,
+    plcc_fitted,
+    rmse_fitted,
+    srcc,
+    weighted_mean,
+)
 from vqa.evaluation.suites import Suite, SuiteItem, correlate, load_known_order, load_mos_csv
 
-__all__ = ["Suite", "SuiteItem", "correlate", "load_known_order", "load_mos_csv", "plcc", "srcc", "weighted_mean"]
+__all__ = [
+    "ConstantPredictionWarning",
+    "LogisticFit",
+    "Suite",
+    "SuiteItem",
+    "all_metrics",
+    "bootstrap_ci",
+    "bootstrap_metrics",
+    "correlate",
+    "fit_logistic",
+    "grouped_metrics",
+    "krcc",
+    "load_known_order",
+    "load_mos_csv",
+    "paired_bootstrap_diff",
+    "plcc",
+    "plcc_fitted",
+    "rmse_fitted",
+    "srcc",
+    "weighted_mean",
+]
