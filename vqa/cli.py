@@ -53,6 +53,15 @@ def cmd_simulate(args) -> int:
     return 0
 
 
+def _params_or_defaults(args):
+    """params.yaml when present; else the defaults (commands that work outside a project)."""
+    if Path(args.params).exists():
+        return _params(args)
+    from vqa.config.params import Params
+
+    return Params(rounds={"round1": {"after": "artifacts/corpus/manifest.json"}})
+
+
 def _round_step(name: str):
     def run(args) -> int:
         from vqa.pipeline import steps
@@ -64,6 +73,51 @@ def _round_step(name: str):
         return 0
 
     return run
+
+
+def cmd_evaluate(args) -> int:
+    if args.round:
+        if args.model or args.teacher or args.benchmark:
+            raise ValueError("vqa evaluate: --round runs the pipeline step; give either it or --model/--teacher/--benchmark")
+        return _round_step("evaluate")(args)
+    import json
+
+    from vqa.evaluation.benchmarks import BenchmarkSpec, load_benchmark, resolve_benchmarks, ugc_smoke_spec
+    from vqa.evaluation.evaluate import evaluate_models, format_results, to_json
+    from vqa.scoring import resolve_model
+
+    if not args.benchmark:
+        raise ValueError("vqa evaluate: name at least one --benchmark (or --round for the pipeline step)")
+    params = _params_or_defaults(args)
+    configured = params.evaluation.benchmarks
+    specs = []
+    for name in args.benchmark:
+        if name == "ugc-smoke":
+            specs.append(ugc_smoke_spec(params.evaluation.ugc_smoke))
+        elif Path(name).is_file():
+            path = Path(name)
+            header = path.read_text(encoding="utf-8", errors="replace").split("\n", 1)[0].lower().split(",")
+            group = next((c.strip() for c in header if c.strip() in ("dataset", "group")), None)
+            specs.append(BenchmarkSpec(name=path.parent.name if path.stem == "labels" else path.stem, role="smoke",
+                                       labels=path, videos=path.parent, group_column=group))
+        else:
+            specs += resolve_benchmarks({k: v for k, v in configured.items() if k == name} or {name: {}},
+                                        base=Path(args.params).resolve().parent)
+    tracking = None
+    if any(m.startswith("models:/") for m in args.model):
+        from vqa.registry import configure_tracking
+
+        tracking = configure_tracking(params.mlflow)
+    models = [(m, resolve_model(m, tracking_uri=tracking).eval()) for m in args.model]
+    results = evaluate_models([load_benchmark(s) for s in specs], models=models, teachers=args.teacher,
+                              workers=args.workers, n_boot=args.boot,
+                              min_group_size=params.evaluation.min_group_size, seed=params.seed, log=log)
+    print(format_results(results))
+    if args.out:
+        from vqa.io import atomic_write_json
+
+        atomic_write_json(args.out, to_json(results))
+    return 0
 
 
 def cmd_report(args) -> int:
@@ -216,9 +270,8 @@ def cmd_bench_train(args) -> int:
     import json
 
     from vqa.bench.train import bench_train
-    from vqa.config.params import Params
 
-    params = _params(args) if Path(args.params).exists() else Params()
+    params = _params_or_defaults(args)
     student = params.student
     updates = {k: v for k, v in {"precision": args.precision, "loader_workers": args.loader_workers,
                                  "grad_accum_steps": args.grad_accum}.items() if v is not None}
@@ -261,8 +314,20 @@ def build_parser() -> argparse.ArgumentParser:
                        ("evaluate", "SRCC/PLCC of the student and every teacher on the suites"),
                        ("register", "log the round to MLflow, register the student, move the alias")]:
         s = sub.add_parser(step, help=text)
-        s.add_argument("--round", required=True, help="a key of params.yaml rounds, e.g. round1")
+        s.add_argument("--round", required=step != "evaluate", help="a key of params.yaml rounds, e.g. round1")
         s.set_defaults(func=_round_step(step))
+        if step == "evaluate":
+            s.description = ("With --round: the pipeline step. With --model/--teacher and --benchmark: any "
+                             "student or teacher on any benchmark, per group, with bootstrap 95%% CIs.")
+            s.add_argument("--model", action="append", default=[],
+                           help="a student checkpoint or models:/NAME@ALIAS (repeatable)")
+            s.add_argument("--teacher", nargs="+", default=[], help="registered teacher names (vqa teachers list)")
+            s.add_argument("--benchmark", nargs="+", default=[],
+                           help="ugc-smoke, a name from params evaluation.benchmarks, or a labels file (.csv/.json/.txt)")
+            s.add_argument("--boot", type=int, default=1000, help="bootstrap resamples for the CIs (default 1000)")
+            s.add_argument("--workers", type=int, default=2)
+            s.add_argument("--out", default=None, help="also write the results as JSON here")
+            s.set_defaults(func=cmd_evaluate)
 
     sub.add_parser("report", help="print the table of every teacher and student").set_defaults(func=cmd_report)
     t = sub.add_parser("teachers", help="teacher registry").add_subparsers(dest="teachers_cmd", required=True)

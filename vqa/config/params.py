@@ -301,6 +301,9 @@ class EvaluationParams(_Section):
     suite_max_duration: float | None = Field(None, gt=0)  # seconds per suite clip; None: as designed
     ugc_smoke: str = "../shared/benchmarks/ugc-smoke"  # real videos with MOS; skipped if absent
     min_group_size: int = Field(3, ge=2)
+    # Local copies of benchmarks for `vqa evaluate --benchmark NAME`: {name: {labels, videos, format?,
+    # role?, group_column?}}; the paper's ten (vqa/evaluation/benchmarks.py) need only the two paths.
+    benchmarks: dict[str, dict] = {}
 
 
 class MlflowParams(_Section):
