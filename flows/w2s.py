@@ -65,7 +65,7 @@ def w2s_round(project_dir: str = ".", round_name: str = "round1") -> dict:
 def w2s_rounds(project_dir: str = ".", rounds: int | None = None) -> str:
     """Corpus, suites and simulators, then K rounds; returns the results table."""
     from vqa.config import load_params
-    from vqa.pipeline.report import collect, format_table
+    from vqa.pipeline.report import collect, format_gains, format_table
 
     root = Path(project_dir)
     params = load_params(root / "params.yaml")
@@ -77,7 +77,8 @@ def w2s_rounds(project_dir: str = ".", rounds: int | None = None) -> str:
     cwd = os.getcwd()
     try:
         os.chdir(root)  # metrics paths are relative to the project root
-        return format_table(collect(params))
+        gains = format_gains(params)
+        return format_table(collect(params)) + ("\n\n" + gains if gains else "")
     finally:
         os.chdir(cwd)
 

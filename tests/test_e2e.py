@@ -170,3 +170,21 @@ def test_students_carry_anchors_for_0_to_100_scores(finished):
     assert values[0] == pytest.approx(0, abs=1e-6) and values[-1] == pytest.approx(100, abs=1e-6)
     assert values == sorted(values)
     assert [r["score"] for r in rows] == pytest.approx(list(anchors.scores), abs=1e-5)
+
+
+def test_rounds_report_the_teacher_ensemble_and_the_w2s_gain_with_a_ci(finished):
+    import json
+
+    project, _, table = finished
+    metrics = json.loads((project / "artifacts/round2/metrics.json").read_text())
+    assert "teacher_ensemble" in metrics["models"] and "known_order" in metrics["models"]["teacher_ensemble"]
+    gains = metrics["w2s_gain"]
+    assert {"known_order", "known_order_in_domain", "known_order_ood"} <= set(gains)
+    for key, g in gains.items():
+        best = g["best_teacher"]
+        assert best in metrics["models"] and not best.startswith("student_") and best != "teacher_ensemble"
+        student = metrics["models"]["student_round2"][key]["srcc"]
+        assert g["srcc"] is not None and g["low"] <= g["srcc"] <= g["high"]
+        if key.startswith("known_order"):  # equal-weight groups: the gain is the difference of the table's figures
+            assert g["srcc"] == pytest.approx(student - metrics["models"][best][key]["srcc"], abs=1e-9)
+    assert "W2S gain (SRCC) on" in table and "teacher_ensemble" in table

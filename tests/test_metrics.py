@@ -270,3 +270,25 @@ def test_logistic_fallbacks_when_optimiser_fails_or_gets_stuck(monkeypatch):
     assert fit.fallback and "worse" in fit.reason
     monkeypatch.setattr(metrics, "curve_fit", lambda *a, **k: (np.array([np.nan, 1, 0, 1]), None))
     assert "non-finite" in fit_logistic(x, mos).reason
+
+
+def test_grouped_paired_diff_is_stratified_and_paired():
+    import numpy as np
+
+    from vqa.evaluation.metrics import grouped_paired_diff, srcc
+
+    rng = np.random.default_rng(3)
+    truth = np.tile(np.arange(20.0), 3)
+    groups = np.repeat(["g1", "g2", "g3"], 20)
+    good = truth + rng.normal(0, 2, 60)
+    bad = truth + rng.normal(0, 12, 60)
+    diff, low, high = grouped_paired_diff(good, bad, truth, groups, n_boot=300, seed=0)
+    expected = np.mean([srcc(good[groups == g], truth[groups == g]) - srcc(bad[groups == g], truth[groups == g])
+                        for g in ("g1", "g2", "g3")])
+    assert diff == pytest.approx(expected) and 0 < low <= diff <= high
+    same = grouped_paired_diff(good, good, truth, groups, n_boot=100, seed=0)
+    assert same == (0.0, 0.0, 0.0)
+    # A group too small for a correlation drops out of both the point and the replicates.
+    small = np.array(["g1"] * 58 + ["tiny"] * 2)
+    d2, _, _ = grouped_paired_diff(good, bad, truth, small, n_boot=50, seed=0)
+    assert d2 == pytest.approx(srcc(good[:58], truth[:58]) - srcc(bad[:58], truth[:58]))

@@ -121,13 +121,17 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from vqa.pipeline.report import collect, format_table
+    from vqa.pipeline.report import collect, format_gains, format_table
 
-    rows = collect(_params(args))
+    params = _params(args)
+    rows = collect(params)
     if not rows:
         log("report: no round has been evaluated yet")
         return 1
     print(format_table(rows))
+    gains = format_gains(params)
+    if gains:
+        print("\n" + gains)
     return 0
 
 

@@ -44,3 +44,21 @@ def format_table(rows: dict[str, dict]) -> str:
 
 def _fmt(x) -> str:
     return "  n/a" if x is None else f"{x:+.3f}"
+
+
+def format_gains(params: Params) -> str:
+    """The weak-to-strong gain of each round: its student minus the best single teacher of that
+    suite (SRCC), with the 95 % CI of a stratified paired bootstrap over the suite's groups."""
+    lines = []
+    for name in params.round_names():
+        path = layout.metrics(name)
+        if not path.exists():
+            continue
+        for suite, g in sorted(read_json(path).get("w2s_gain", {}).items()):
+            lines.append(f"{name:<8} {suite:<24} {g['best_teacher']:<16} {_fmt(g['srcc'])}  "
+                         f"[{_fmt(g['low'])}, {_fmt(g['high'])}]")
+    if not lines:
+        return ""
+    head = f"{'round':<8} {'W2S gain (SRCC) on':<24} {'best teacher':<16} {'gain':>6}  95% CI"
+    return "\n".join([head, "-" * len(head)] + lines)
+

@@ -371,6 +371,10 @@ def evaluate(params: Params, round_name: str, log: Log = print) -> dict:
         if suite.missing:
             log(f"evaluate: {suite.name}: {len(suite.missing)} listed videos are missing, e.g. {suite.missing[0]}")
         scores = _suite_scores(suite, models, params, log)
+        teachers = [n for n, m in models.items() if m["kind"] in ("homogeneous", "registry")]
+        if len(teachers) > 1:  # the fused teacher signal, as fusion sees it (aligned, averaged)
+            scores[ENSEMBLE] = _ensemble(scores, teachers, params.fusion.alignment)
+            metrics["models"].setdefault(ENSEMBLE, {})
         metrics["suites"][suite.name] = {"videos": len({str(i.path) for i in suite.items}), "missing": len(suite.missing)}
         for name, by_path in scores.items():
             res = correlate(suite, by_path, min_group_size=params.evaluation.min_group_size)
@@ -379,10 +383,61 @@ def evaluate(params: Params, round_name: str, log: Log = print) -> dict:
             for subset in ("in_domain", "ood"):
                 if subset in res:
                     metrics["models"][name][f"{suite.name}_{subset}"] = {k: _finite(res[subset][k]) for k in ("srcc", "plcc")}
+        if teachers:
+            student = f"student_{round_name}"
+            for key, gain in _w2s_gains(suite, scores, student, teachers, details[suite.name], params).items():
+                metrics.setdefault("w2s_gain", {})[key] = gain
+                log(f"evaluate: W2S gain on {key}: {student} - {gain['best_teacher']} = SRCC "
+                    f"{_signed(gain['srcc'])} [{_signed(gain['low'])}, {_signed(gain['high'])}]")
     atomic_write_json(layout.metrics(round_name), metrics)
     atomic_write_json(layout.evaluation_details(round_name), details)
     log(f"evaluate: wrote {layout.metrics(round_name)}")
     return metrics
+
+
+ENSEMBLE = "teacher_ensemble"
+
+
+def _ensemble(scores: dict[str, dict[str, float]], teachers: list[str], alignment: str) -> dict[str, float]:
+    """Per video: the mean of the teachers' aligned scores (those that scored it)."""
+    import numpy as np
+
+    from vqa.fusion.pairs import normalise_scores
+
+    aligned = [normalise_scores(scores[t], True, alignment) for t in teachers]  # scores are higher = better
+    paths = sorted(set().union(*aligned))
+    return {p: float(np.mean([a[p] for a in aligned if p in a])) for p in paths}
+
+
+def _w2s_gains(suite, scores: dict, student: str, teachers: list[str], results: dict, params: Params) -> dict:
+    """Student minus the best single teacher (by SRCC on that subset), with a stratified paired
+    bootstrap 95 % CI over the suite's groups, for the whole suite and its in-domain/OOD parts."""
+    from vqa.evaluation.metrics import grouped_paired_diff
+
+    subsets = [("all", lambda it: True)]
+    if suite.kind == "known_order":
+        subsets += [("in_domain", lambda it: not it.tags["ood"]), ("ood", lambda it: it.tags["ood"])]
+    out = {}
+    for subset, keep in subsets:
+        ranked = [(results[t][subset]["srcc"], t) for t in teachers if subset in results[t]
+                  and math.isfinite(results[t][subset]["srcc"])]
+        if not ranked or subset not in results.get(student, {}):
+            continue
+        best = max(ranked)[1]
+        items = [it for it in suite.items if keep(it)]
+        diff, low, high = grouped_paired_diff(
+            [scores[student].get(str(it.path), math.nan) for it in items],
+            [scores[best].get(str(it.path), math.nan) for it in items],
+            [it.target for it in items], [it.group for it in items],
+            weighted=suite.kind == "mos", min_group_size=params.evaluation.min_group_size, n_boot=1000,
+            seed=params.seed)
+        key = suite.name if subset == "all" else f"{suite.name}_{subset}"
+        out[key] = {"best_teacher": best, "srcc": _finite(diff), "low": _finite(low), "high": _finite(high)}
+    return out
+
+
+def _signed(x) -> str:
+    return "n/a" if x is None else f"{x:+.3f}"
 
 
 def _finite(x: float) -> float | None:
@@ -429,6 +484,10 @@ def register(params: Params, round_name: str, log: Log = print) -> dict:
                                step=row["epoch"])
         flat_metrics = {k: v for k, v in _flatten("", metrics["models"], {}).items() if isinstance(v, (int, float))}
         mlflow.log_metrics(flat_metrics)
+        gains = metrics.get("w2s_gain", {})  # student minus the best teacher, with its CI
+        mlflow.log_metrics({f"w2s_gain.{suite}.{k}": v for suite, g in gains.items() for k, v in g.items()
+                            if k in ("srcc", "low", "high") and v is not None})
+        mlflow.set_tags({f"w2s_gain.{suite}.best_teacher": g["best_teacher"] for suite, g in gains.items()})
         for path in (layout.pairs(round_name), layout.pairs_summary(round_name), layout.teacher_scores(round_name),
                      layout.train_history(round_name), layout.metrics(round_name), layout.evaluation_details(round_name)):
             mlflow.log_artifact(str(path), artifact_path="round")
