@@ -118,13 +118,24 @@ def test_suite_labels(suite):
     with open(root / "labels.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert list(rows[0]) == ["file", "source", "distortion", "level", "ood"]
-    n_dist = len(demo.SUITE_DISTORTIONS)
-    assert len(rows) == len(SUITE_SOURCES) * (1 + 4 * n_dist) == len(records)
+    n_groups = sum(len(demo.SUITE_DISTORTION_SOURCES[d]) for d in demo.SUITE_DISTORTIONS)
+    assert len(rows) == len(SUITE_SOURCES) + 4 * n_groups == len(records) == 150
     for r in rows:
         assert (root / r["file"]).is_file()
         assert r["file"] == f"videos/{r['source']}__{r['distortion']}__L{r['level']}.mp4"
     ood = {r["distortion"]: r["ood"] for r in rows}
-    assert ood == {"pristine": "0", "gaussian_blur": "0", "gaussian_noise": "0", "banding": "1", "block_corruption": "1"}
+    assert ood == {
+        "pristine": "0",
+        "gaussian_blur": "0",
+        "gaussian_noise": "0",
+        "banding": "1",
+        "block_corruption": "1",
+        "colour_shift": "1",
+        "ringing": "1",
+        "interlacing": "1",
+        "frame_blending": "1",
+    }
+    assert all(r["ood"] == ood[r["distortion"]] for r in rows)
     assert {r["source"] for r in rows} == {s.name for s in SUITE_SOURCES}
 
 
@@ -138,8 +149,12 @@ def test_suite_levels_measurably_ordered(suite):
 
     ref = frames(None, 0)
     for dist in demo.SUITE_DISTORTIONS:
+        assert src in demo.SUITE_DISTORTION_SOURCES[dist]
         err = [np.mean((frames(dist, k) - ref) ** 2) for k in range(5)]
-        if dist == "block_corruption":
+        if dist in ("interlacing", "frame_blending"):
+            # a 5-frame test clip caps the frame offset at 4, so L3 (4) and L4 (8) coincide
+            assert all(b >= a for a, b in zip(err, err[1:])) and err[3] > err[2] > err[1] > 0, (dist, err)
+        elif dist == "block_corruption":
             # a tiny test clip has ~40 blocks x 5 frames: level 1 (rate 0.005) may hit none
             assert all(b >= a for a, b in zip(err, err[1:])) and err[4] > err[2] > 0, err
         else:

@@ -8,11 +8,14 @@ different strengths use the same random field ("common random numbers"): the sui
 this to make higher levels strictly worse by construction.
 
 Temporal operations take and return lists of frames (any objects; nothing is copied).
+Sequence operations (``SEQUENCE_OPS``: ``interlacing``, ``frame_blending``) also work on a list
+of frames but build each output frame from several input frames, so they cannot go through the
+per-frame ``apply_op``; ``apply_clip_op`` runs either kind on a whole clip.
 """
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import Sequence, TypeVar
+from typing import Iterator, Sequence, TypeVar
 
 import numpy as np
 from scipy import ndimage
@@ -34,7 +37,13 @@ __all__ = [
     "banding",
     "colour_shift",
     "block_corruption",
+    "ringing",
     "drop_frame_rate",
+    "interlacing",
+    "frame_blending",
+    "SEQUENCE_OPS",
+    "apply_op",
+    "apply_clip_op",
     "stutter",
     "laplacian_variance",
 ]
@@ -333,6 +342,23 @@ def block_corruption(
     return out
 
 
+def ringing(frame: np.ndarray, amount: float, *, sigma: float = 2.0) -> np.ndarray:
+    """Edge halos from over-sharpening: luma unsharp mask y + amount * (y - blur_sigma(y)).
+
+    Chosen over a sharp-cutoff (Gibbs) low-pass because that also blurs, mixing the artefact
+    with the in-domain gaussian_blur; the unsharp mask only adds overshoot/undershoot bands
+    ~2 sigma wide on both sides of every edge, growing linearly with ``amount`` (until clipped),
+    like a TV's or camera's sharpening turned up. The same offset goes to R, G and B.
+    """
+    _check(frame)
+    x = to_float(frame)
+    if amount == 0:
+        return from_float(x, frame)
+    y = x @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    detail = y - ndimage.gaussian_filter(y, sigma=sigma, mode="nearest")
+    return from_float(x + np.float32(amount) * detail[:, :, None], frame)
+
+
 # ----------------------------------------------------------------------------- temporal ops
 
 def _fraction(x: float | Fraction) -> Fraction:
@@ -369,6 +395,64 @@ def stutter(frames: Sequence[T], p: float, rng: np.random.Generator) -> list[T]:
     return out
 
 
+def _partner(t: int, n: int, k: int) -> int:
+    """The frame k instants after t (before t near the end; the farthest one if the clip is
+    shorter than k), so each frame is paired at distance min(k, max(t, n-1-t)): never less
+    for a larger k."""
+    if t + k <= n - 1:
+        return t + k
+    if t - k >= 0:
+        return t - k
+    return n - 1 if n - 1 - t >= t else 0
+
+
+def interlacing(frames: Sequence[np.ndarray], offset: int) -> list[np.ndarray]:
+    """Combing: even rows of output frame t come from frame t, odd rows from frame t + offset.
+
+    A badly deinterlaced (woven) video whose two fields are ``offset`` frames apart; moving
+    edges get comb teeth as wide as the motion over ``offset`` frames. Length is unchanged.
+    """
+    frames = list(frames)
+    k = int(offset)
+    if k < 0:
+        raise ValueError(f"interlacing: offset must be >= 0, got {offset}")
+    out = []
+    for t, x in enumerate(frames):
+        _check(x)
+        y = x.copy()
+        if k:
+            y[1::2] = frames[_partner(t, len(frames), k)][1::2]
+        out.append(y)
+    return out
+
+
+def frame_blending(frames: Sequence[np.ndarray], span: int, *, weight: float = 0.5) -> list[np.ndarray]:
+    """Ghosting of blend-based frame-rate conversion: frame t mixed with frame t + ``span``.
+
+    Output t = (1 - weight) * x_t + weight * x_{t+span} (before t near the end), so every
+    moving object shows a semi-transparent double ``span`` frames of motion away. Unlike the
+    simulators' drop_frame_rate/stutter (which repeat whole frames) no frame stays clean.
+    """
+    frames = list(frames)
+    k = int(span)
+    if k < 0:
+        raise ValueError(f"frame_blending: span must be >= 0, got {span}")
+    w = np.float32(weight)
+    out = []
+    for t, x in enumerate(frames):
+        _check(x)
+        if k == 0:
+            out.append(x.copy())
+            continue
+        y = (1 - w) * to_float(x) + w * to_float(frames[_partner(t, len(frames), k)])
+        out.append(from_float(y, x))
+    return out
+
+
+# Ops that need the whole clip (name -> function(frames, value)); see apply_clip_op.
+SEQUENCE_OPS = {"interlacing": ("offset", interlacing), "frame_blending": ("span", frame_blending)}
+
+
 # ----------------------------------------------------------------------------- measures
 
 def laplacian_variance(frame: np.ndarray) -> float:
@@ -399,4 +483,19 @@ def apply_op(x: np.ndarray, op: dict, rng: np.random.Generator | None = None) ->
         return colour_shift(x, op["amount"])
     if name == "block_corruption":
         return block_corruption(x, op["rate"], rng)
+    if name == "ringing":
+        return ringing(x, op["amount"])
+    if name in SEQUENCE_OPS:
+        raise ValueError(f"{name!r} needs the whole clip: use apply_clip_op")
     raise ValueError(f"unknown spatial op {name!r}")
+
+
+def apply_clip_op(
+    frames: Sequence[np.ndarray], op: dict, rng: np.random.Generator | None = None
+) -> Iterator[np.ndarray]:
+    """Apply one op to a clip: a sequence op (``SEQUENCE_OPS``) to the list of frames, any
+    other op frame by frame through ``apply_op`` (lazily, drawing from ``rng`` in frame order)."""
+    if op["op"] in SEQUENCE_OPS:
+        pname, fn = SEQUENCE_OPS[op["op"]]
+        return iter(fn(frames, op[pname]))
+    return (apply_op(x, op, rng) for x in frames)

@@ -43,6 +43,7 @@ __all__ = [
     "DEMO_SOURCES",
     "SUITE_SOURCES",
     "SUITE_DISTORTIONS",
+    "SUITE_DISTORTION_SOURCES",
     "SIMULATED_DEGRADATIONS",
     "build_demo_corpus",
     "build_known_order_suite",
@@ -120,8 +121,24 @@ SUITE_DISTORTIONS: dict[str, tuple[str, tuple]] = {
     "gaussian_noise": ("sigma", (0.01, 0.02, 0.04, 0.08)),
     "banding": ("levels", (24, 12, 6, 3)),
     "block_corruption": ("rate", (0.005, 0.02, 0.06, 0.15)),
-    # colour_shift (e.g. amounts 1, 2, 4, 8 px) is a further OOD type; left out to keep the
-    # suite at ~100 clips / ~100 MB
+    # Further OOD types, on _SUITE_OOD_SUBSET only (see SUITE_DISTORTION_SOURCES). Appended
+    # after the types above so those keep their rng_key, specs and cached clips.
+    "colour_shift": ("amount", (1.0, 2.0, 4.0, 8.0)),  # chroma misregistration, px (R/B vs G)
+    "ringing": ("amount", (0.75, 1.5, 3.0, 6.0)),  # unsharp-mask halos (sigma 2 px) around edges
+    "interlacing": ("offset", (1, 2, 4, 8)),  # woven fields this many frames apart: combing
+    "frame_blending": ("span", (1, 2, 4, 8)),  # 50/50 blend with the frame this far: ghosting
+}
+
+# The four later OOD types render on three of the six sources to keep the suite at 150 clips /
+# ~120 MB: two photos (chelsea: fur and slow pan; coffee: hard edges and faster pan) and the
+# only video (real motion), so every type has photo and video content.
+_SUITE_OOD_SUBSET = ("chelsea", "coffee", "bigbuckbunny")
+# distortion -> the SUITE_SOURCES it is rendered on (all of them unless listed here)
+SUITE_DISTORTION_SOURCES: dict[str, tuple[str, ...]] = {
+    d: tuple(s.name for s in SUITE_SOURCES)
+    if d in ("gaussian_blur", "gaussian_noise", "banding", "block_corruption")
+    else _SUITE_OOD_SUBSET
+    for d in SUITE_DISTORTIONS
 }
 
 # Output sizes (width, height) for photo scenes and their draw weights.
@@ -510,7 +527,10 @@ def _plan_suite(seed: int, scale: float, max_duration: float | None) -> list[dic
             max_duration=max_duration, zoom=(0.85, 1.0), travel=0.25,  # gentle camera motion
         )
         groups = [("pristine", None, 0, None)] + [
-            (d, name, lvl, val) for d, (name, vals) in SUITE_DISTORTIONS.items() for lvl, val in enumerate(vals, 1)
+            (d, name, lvl, val)
+            for d, (name, vals) in SUITE_DISTORTIONS.items()
+            if src.name in SUITE_DISTORTION_SOURCES[d]
+            for lvl, val in enumerate(vals, 1)
         ]
         for dist, pname, level, value in groups:
             op = None if dist == "pristine" else {"op": dist, pname: value}
@@ -556,7 +576,8 @@ def _suite_scene(scene: dict) -> list[np.ndarray]:
 def _build_suite_clip(spec: dict, out_dir: str) -> None:
     frames = _suite_scene(spec["scene"])
     op, rng = spec["op"], np.random.default_rng(spec["rng_key"])
-    it = frames if op is None else (D.apply_op(x, op, rng) for x in frames)
+    # spatial ops go frame by frame; interlacing / frame_blending need neighbouring frames
+    it = frames if op is None else D.apply_clip_op(frames, op, rng)
     write_video(
         Path(out_dir) / spec["file"],
         it,
