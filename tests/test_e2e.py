@@ -188,3 +188,16 @@ def test_rounds_report_the_teacher_ensemble_and_the_w2s_gain_with_a_ci(finished)
         if key.startswith("known_order"):  # equal-weight groups: the gain is the difference of the table's figures
             assert g["srcc"] == pytest.approx(student - metrics["models"][best][key]["srcc"], abs=1e-9)
     assert "W2S gain (SRCC) on" in table and "teacher_ensemble" in table
+    report = (project / "artifacts/round2/report/report.md").read_text()
+    assert "| **student_round2** |" in report and "Weak-to-strong gain" in report
+
+
+def test_dvc_plots_show_renders_the_round_plots(finished, tmp_path):
+    project, _, _ = finished
+    out = tmp_path / "plots"
+    subprocess.run([sys.executable, "-m", "dvc", "plots", "show", "-o", str(out)], cwd=project, check=True,
+                   capture_output=True, text=True)
+    html = (out / "index.html").read_text()
+    for rnd in ("round1", "round2"):
+        assert f"artifacts/{rnd}/report/plots/suites.png" in html or f"{rnd}_report_plots_suites.png" in html
+    assert "rounds.png" in html and "figures.csv" in html

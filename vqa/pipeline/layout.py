@@ -45,3 +45,9 @@ def evaluation_details(round_name: str) -> Path:
 
 def registered(round_name: str) -> Path:
     return round_dir(round_name) / "registered.json"
+
+
+def report_dir(round_name: str) -> Path:
+    """report.md, figures.csv and plots/*.png of the round (vqa.evaluation.report)."""
+    return round_dir(round_name) / "report"
+

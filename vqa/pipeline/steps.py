@@ -391,7 +391,12 @@ def evaluate(params: Params, round_name: str, log: Log = print) -> dict:
                     f"{_signed(gain['srcc'])} [{_signed(gain['low'])}, {_signed(gain['high'])}]")
     atomic_write_json(layout.metrics(round_name), metrics)
     atomic_write_json(layout.evaluation_details(round_name), details)
-    log(f"evaluate: wrote {layout.metrics(round_name)}")
+    from vqa.evaluation.report import write_round_report
+
+    names = params.round_names()
+    earlier = [read_json(layout.metrics(r)) for r in names[: names.index(round_name)] if layout.metrics(r).exists()]
+    write_round_report(metrics, earlier, layout.report_dir(round_name))
+    log(f"evaluate: wrote {layout.metrics(round_name)} and {layout.report_dir(round_name)}/")
     return metrics
 
 
@@ -491,6 +496,7 @@ def register(params: Params, round_name: str, log: Log = print) -> dict:
         for path in (layout.pairs(round_name), layout.pairs_summary(round_name), layout.teacher_scores(round_name),
                      layout.train_history(round_name), layout.metrics(round_name), layout.evaluation_details(round_name)):
             mlflow.log_artifact(str(path), artifact_path="round")
+        mlflow.log_artifacts(str(layout.report_dir(round_name)), artifact_path="report")
         reg = log_and_register_student(layout.student(round_name), params.mlflow, aliases=[params.mlflow.teacher_alias])
     out = {"model_name": reg.name, "version": reg.version, "run_id": reg.run_id, "uri": reg.uri,
            "alias": params.mlflow.teacher_alias, "tracking_uri": uri}
