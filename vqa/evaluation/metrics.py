@@ -24,6 +24,7 @@ __all__ = [
     "bootstrap_metrics",
     "fit_logistic",
     "grouped_metrics",
+    "grouped_paired_diff",
     "krcc",
     "logistic4",
     "paired_bootstrap_diff",
