@@ -50,6 +50,17 @@ def project(tmp_path_factory):
     params["evaluation"]["suite_scale"] = 0.5
     params["evaluation"]["suite_max_duration"] = 2.0
     params["evaluation"]["ugc_smoke"] = "no-such-folder"  # the optional suite is skipped
+    # Two "local benchmark copies" made of suite clips (MOS = 4 - level), one a predeclared name.
+    bench = proj / "bench"
+    bench.mkdir()
+    for name, dist in (("konvid", "gaussian_blur"), ("mine", "banding")):
+        rows = ["file,mos"] + [f"videos/{src}__{dist}__L{lv}.mp4,{4 - lv}" for src in ("chelsea", "coffee", "rocket")
+                               for lv in (1, 2, 3, 4)] + ["videos/not_there.mp4,2.5"]
+        (bench / f"{name}.csv").write_text("\n".join(rows) + "\n")
+    params["evaluation"]["benchmarks"] = {
+        "KoNViD-1k": {"labels": "bench/konvid.csv", "videos": "artifacts/suites/known_order"},
+        "my-ood": {"labels": "bench/mine.csv", "videos": "artifacts/suites/known_order", "role": "ood"},
+    }
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _git(proj, "init", "-q")
     _git(proj, "config", "user.email", "t@t")
@@ -190,6 +201,19 @@ def test_rounds_report_the_teacher_ensemble_and_the_w2s_gain_with_a_ci(finished)
     assert "W2S gain (SRCC) on" in table and "teacher_ensemble" in table
     report = (project / "artifacts/round2/report/report.md").read_text()
     assert "| **student_round2** |" in report and "Weak-to-strong gain" in report
+
+
+def test_configured_benchmarks_are_evaluated_each_round_with_size_weighted_overalls(finished):
+    import json
+
+    project, _, table = finished
+    metrics = json.loads((project / "artifacts/round2/metrics.json").read_text())
+    assert metrics["suites"]["KoNViD-1k"] == {"videos": 12, "missing": 1}
+    row = metrics["models"]["student_round2"]
+    assert {"KoNViD-1k", "my-ood", "overall_in_domain", "overall_ood"} <= set(row)
+    assert row["overall_in_domain"] == row["KoNViD-1k"] and row["overall_ood"] == row["my-ood"]  # one each
+    assert "KoNViD-1k" in metrics["w2s_gain"] and "overall OOD" in table
+    assert "| KoNViD-1k |" in (project / "artifacts/round2/report/report.md").read_text()
 
 
 def test_dvc_plots_show_renders_the_round_plots(finished, tmp_path):

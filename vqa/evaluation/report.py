@@ -15,12 +15,21 @@ SUITE_LABELS = {
     "known_order_in_domain": "k-o in-domain",
     "known_order_ood": "k-o OOD",
     "ugc_smoke": "ugc-smoke",
+    "overall_in_domain": "overall in-domain",
+    "overall_ood": "overall OOD",
 }
 
 
 def _suites(metrics: dict) -> list[str]:
-    present = {s for m in metrics["models"].values() for s in m}
-    return [s for s in SUITE_LABELS if s in present]
+    """Built-in suites first, then configured benchmarks (by name), then the weighted overalls."""
+    present = list(dict.fromkeys(s for m in metrics["models"].values() for s in m))
+    fixed = [s for s in SUITE_LABELS if s in present and not s.startswith("overall_")]
+    return fixed + [s for s in present if s not in SUITE_LABELS] + [s for s in SUITE_LABELS
+                                                                   if s.startswith("overall_") and s in present]
+
+
+def _label(suite: str) -> str:
+    return SUITE_LABELS.get(suite, suite)
 
 
 def _fmt(x) -> str:
@@ -38,7 +47,7 @@ def markdown(metrics: dict) -> str:
     suites = _suites(metrics)
     rnd = metrics["round"]
     lines = [f"# {rnd}: SRCC / PLCC", "",
-             "| model | " + " | ".join(SUITE_LABELS[s] for s in suites) + " |",
+             "| model | " + " | ".join(_label(s) for s in suites) + " |",
              "|---|" + "---|" * len(suites)]
     for name in _ordered_models(metrics):
         row = metrics["models"][name]
@@ -52,7 +61,7 @@ def markdown(metrics: dict) -> str:
         for suite in suites:
             if suite in gains:
                 g = gains[suite]
-                lines.append(f"| {SUITE_LABELS[suite]} | {g['best_teacher']} | {_fmt(g['srcc'])} | "
+                lines.append(f"| {_label(suite)} | {g['best_teacher']} | {_fmt(g['srcc'])} | "
                              f"[{_fmt(g['low'])}, {_fmt(g['high'])}] |")
     return "\n".join(lines) + "\n"
 
@@ -62,7 +71,7 @@ def figures_csv(metrics: dict) -> str:
     out = ["round,model,suite,srcc,plcc"]
     for name in _ordered_models(metrics):
         for suite, m in metrics["models"][name].items():
-            if suite in SUITE_LABELS:
+            if suite in _suites(metrics):
                 out.append(f"{metrics['round']},{name},{suite},{m['srcc'] if m['srcc'] is not None else ''},"
                            f"{m['plcc'] if m['plcc'] is not None else ''}")
     return "\n".join(out) + "\n"
@@ -94,7 +103,7 @@ def plot_suites(metrics: dict) -> bytes:
         ax.bar(xs, [v if v is not None else 0.0 for v in vals], width, label=name,
                color="C3" if name == student else f"C{i % 10}")
     ax.axhline(0.0, color="black", linewidth=0.6)
-    ax.set_xticks(range(len(suites)), [SUITE_LABELS[s] for s in suites])
+    ax.set_xticks(range(len(suites)), [_label(s) for s in suites], fontsize=8, rotation=15)
     ax.set_ylim(-1.05, 1.05)
     ax.set_ylabel("SRCC")
     ax.set_title(f"{rnd}: student vs teachers")
@@ -117,7 +126,7 @@ def plot_rounds(by_round: list[dict]) -> bytes:
     for k, suite in enumerate(suites):
         ys = [((m["models"].get(f"student_{m['round']}") or {}).get(suite) or {}).get("srcc") for m in by_round]
         ax.plot(rounds, [y if y is not None else float("nan") for y in ys], marker="o", color=f"C{k}",
-                label=SUITE_LABELS[suite])
+                label=_label(suite))
         best = []
         for m in by_round:
             g = m.get("w2s_gain", {}).get(suite)

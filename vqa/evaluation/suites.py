@@ -117,3 +117,10 @@ def correlate(suite: Suite, scores: dict[str, float], *, min_group_size: int = 3
         out["in_domain"] = summary([g for g in per_group if not tag[g]], weighted)
         out["ood"] = summary([g for g in per_group if tag[g]], weighted)
     return out
+
+
+def suite_from_benchmark(bench) -> Suite:
+    """A loaded benchmark (vqa.evaluation.benchmarks) as a MOS suite: one group per MOS scale."""
+    items = [SuiteItem(it.path, it.group, it.mos, {"role": bench.spec.role}) for it in bench.items]
+    return Suite(bench.name, items, "mos", list(bench.missing))
+

@@ -365,6 +365,17 @@ def evaluate(params: Params, round_name: str, log: Log = print) -> dict:
     else:
         log(f"evaluate: {ugc} not found: the ugc-smoke suite is skipped")
 
+    # Local copies of real benchmarks (params evaluation.benchmarks): evaluated every round.
+    from vqa.evaluation.benchmarks import load_benchmark, resolve_benchmarks
+    from vqa.evaluation.suites import suite_from_benchmark
+
+    roles = {}
+    for spec in resolve_benchmarks(params.evaluation.benchmarks, base=Path.cwd()):
+        bench = load_benchmark(spec)
+        log(f"evaluate: {bench.summary()}")
+        suites.append(suite_from_benchmark(bench))
+        roles[bench.name] = spec.role
+
     metrics = {"round": round_name, "models": {name: {} for name in models}, "suites": {}}
     details = {}
     for suite in suites:
@@ -389,6 +400,8 @@ def evaluate(params: Params, round_name: str, log: Log = print) -> dict:
                 metrics.setdefault("w2s_gain", {})[key] = gain
                 log(f"evaluate: W2S gain on {key}: {student} - {gain['best_teacher']} = SRCC "
                     f"{_signed(gain['srcc'])} [{_signed(gain['low'])}, {_signed(gain['high'])}]")
+    if roles:
+        _overall_by_role(metrics, roles)
     atomic_write_json(layout.metrics(round_name), metrics)
     atomic_write_json(layout.evaluation_details(round_name), details)
     from vqa.evaluation.report import write_round_report
@@ -401,6 +414,21 @@ def evaluate(params: Params, round_name: str, log: Log = print) -> dict:
 
 
 ENSEMBLE = "teacher_ensemble"
+
+
+def _overall_by_role(metrics: dict, roles: dict[str, str]) -> None:
+    """The paper's "overall": per model, SRCC/PLCC over the in-domain (and the OOD) benchmarks,
+    weighted by each benchmark's number of scored videos."""
+    from vqa.evaluation.metrics import weighted_mean
+
+    sizes = {name: metrics["suites"][name]["videos"] for name in roles}
+    for model, row in metrics["models"].items():
+        for role in ("in_domain", "ood"):
+            names = [n for n, r in roles.items() if r == role and n in row]
+            if names:
+                row[f"overall_{role}"] = {k: _finite(weighted_mean(
+                    [row[n][k] if row[n][k] is not None else math.nan for n in names],
+                    [sizes[n] for n in names])) for k in ("srcc", "plcc")}
 
 
 def _ensemble(scores: dict[str, dict[str, float]], teachers: list[str], alignment: str) -> dict[str, float]:
