@@ -225,3 +225,24 @@ def test_dvc_plots_show_renders_the_round_plots(finished, tmp_path):
     for rnd in ("round1", "round2"):
         assert f"artifacts/{rnd}/report/plots/suites.png" in html or f"{rnd}_report_plots_suites.png" in html
     assert "rounds.png" in html and "figures.csv" in html
+
+
+def test_champion_alias_moves_only_when_the_ood_figure_improves(finished):
+    import json
+
+    import mlflow
+
+    project, tracking, _ = finished
+    reg1 = json.loads((project / "artifacts/round1/registered.json").read_text())
+    reg2 = json.loads((project / "artifacts/round2/registered.json").read_text())
+    assert reg1["champion"]["promoted"] and reg1["champion"]["reason"] == "no champion yet"
+    ood = {r: json.loads((project / f"artifacts/{r}/metrics.json").read_text())["models"][f"student_{r}"]
+           for r in ("round1", "round2")}
+    figure = reg2["champion"]["figure"]
+    assert figure in ("overall_ood", "known_order_ood")
+    better = ood["round2"][figure]["srcc"] > ood["round1"][figure]["srcc"]
+    assert reg2["champion"]["promoted"] == better and reg2["champion"]["previous_version"] == reg1["version"]
+    client = mlflow.MlflowClient(tracking_uri=tracking, registry_uri=tracking)
+    champion = client.get_model_version_by_alias("w2s-vqa", "champion")
+    assert str(champion.version) == (reg2["version"] if better else reg1["version"])
+    assert client.get_run(reg2["run_id"]).data.tags["champion.promoted"] == str(better)

@@ -311,6 +311,7 @@ class MlflowParams(_Section):
     experiment: str = "w2s-vqa"
     model_name: str = "w2s-vqa"
     teacher_alias: str = "teacher"
+    champion_alias: str = "champion"  # moves only when a new student beats it out of distribution
 
 
 class Params(_Section):

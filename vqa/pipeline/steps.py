@@ -526,8 +526,14 @@ def register(params: Params, round_name: str, log: Log = print) -> dict:
             mlflow.log_artifact(str(path), artifact_path="round")
         mlflow.log_artifacts(str(layout.report_dir(round_name)), artifact_path="report")
         reg = log_and_register_student(layout.student(round_name), params.mlflow, aliases=[params.mlflow.teacher_alias])
+        from vqa.registry.champion import ood_figure, update_champion
+
+        figure, value = ood_figure(metrics, f"student_{round_name}")
+        champion = update_champion(reg.name, reg.version, figure, value, alias=params.mlflow.champion_alias)
+        mlflow.set_tags({f"champion.{k}": str(v) for k, v in champion.items()})
     out = {"model_name": reg.name, "version": reg.version, "run_id": reg.run_id, "uri": reg.uri,
-           "alias": params.mlflow.teacher_alias, "tracking_uri": uri}
+           "alias": params.mlflow.teacher_alias, "tracking_uri": uri, "champion": champion}
     atomic_write_json(layout.registered(round_name), out)
     log(f"register: {reg.name} version {reg.version} (run {run.info.run_id}); @{params.mlflow.teacher_alias} -> {reg.version}")
+    log(f"register: @{champion['alias']} {'-> ' + reg.version if champion['promoted'] else 'stays'}: {champion['reason']}")
     return out
