@@ -23,6 +23,7 @@ import torch
 
 from vqa.parallel import bounded_map
 from vqa.student.model import StudentModel
+from vqa.student.motion import with_motion
 from vqa.student.runtime import backbone_runtime
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".ts", ".mts", ".y4m", ".flv",
@@ -96,12 +97,8 @@ def _views_job(job: _ViewJob) -> tuple[str, tuple | None, str]:
     if job.onnx:
         from vqa.student.runtime import OrtRuntime
 
-        return job.path, (_with_motion(OrtRuntime.from_file(job.onnx, threads=1).features(views), motion), None), ""
+        return job.path, (with_motion(OrtRuntime.from_file(job.onnx, threads=1).features(views), motion), None), ""
     return job.path, (views, motion), ""
-
-
-def _with_motion(feats: np.ndarray, motion: np.ndarray | None) -> np.ndarray:
-    return feats if motion is None else np.concatenate([feats, motion.astype(np.float32)], axis=1)
 
 
 def resolve_model(model: StudentModel | str | Path, *, tracking_uri: str | None = None) -> StudentModel:
@@ -163,7 +160,7 @@ def score_videos(
         if out is None:
             rows.append({"path": path, "score": math.nan, "error": error})
         else:
-            feats = out[0] if in_workers else _with_motion(runtime.features(out[0]), out[1])
+            feats = out[0] if in_workers else with_motion(runtime.features(out[0]), out[1])
             rows.append({"path": path, "score": float(student.video_scores(torch.from_numpy(feats).unsqueeze(0))[0]),
                          "error": ""})
         if anchors is not None:

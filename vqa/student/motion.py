@@ -96,6 +96,11 @@ def clip_descriptor(clip: np.ndarray) -> np.ndarray:
     ], dtype=np.float32)
 
 
+def with_motion(feats: np.ndarray, motion: np.ndarray | None) -> np.ndarray:
+    """Backbone features [T, 2C] + descriptors [T, MOTION_DIM] -> what the student reads [T, 2C+M]."""
+    return feats if motion is None else np.concatenate([feats, motion.astype(np.float32)], axis=1)
+
+
 def motion_features(clips: np.ndarray) -> np.ndarray:
     """[N,L,h,w] luma or [N,L,H,W,3] RGB uint8 clips (one per key frame) -> [N, MOTION_DIM] float32."""
     return np.stack([clip_descriptor(c) for c in clips]).astype(np.float32)
