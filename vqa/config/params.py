@@ -306,6 +306,43 @@ class EvaluationParams(_Section):
     benchmarks: dict[str, dict] = {}
 
 
+class HardSyntheticParams(_Section):
+    enabled: bool = True
+    pairs: int = Field(300, ge=0)  # most pairs per round, shared equally by the simulator types
+
+
+class GmadParams(_Section):
+    enabled: bool = True
+    pairs: int = Field(200, ge=0)  # most pairs per round, over weak teachers x bins x both directions
+    bins: int = Field(8, ge=1)  # equal-count bins of the defending model's scores
+
+
+class IterationParams(_Section):
+    """Rounds k+1 >= 2 (the paper's iterative W2S). One switch per lever, so an ablation is
+    `dvc exp run -S iteration.hard_synthetic.enabled=false`."""
+    # Who labels the homogeneous pairs once a student exists: "fused" = the round-k student joins
+    # the weak teachers' ensemble (weighted by student_weight); "student" = the student alone,
+    # from its own five-level preference model; "off" = the weak teachers only.
+    label_refinement: Literal["fused", "student", "off"] = "fused"
+    student_weight: float = Field(1.0, gt=0)  # "fused": the student counts as this many teachers
+    homogeneous_pairs: int = Field(500, ge=0)  # fresh random teacher pairs added per later round
+    hard_synthetic: HardSyntheticParams = HardSyntheticParams()  # simulator pairs the student misorders
+    gmad: GmadParams = GmadParams()  # pairs one model rates alike and the other most differently
+    cumulative: bool = True  # train round k+1 on D1..Dk+1 (earlier teacher pairs relabelled)
+
+
+class OrchestrationParams(_Section):
+    """How the Prefect flows run the steps (not what they compute: no DVC stage reads this)."""
+    dask_address: str | None = None  # a running Dask scheduler (tcp://host:8786); None: a local cluster
+    dask_workers: int = Field(2, ge=1)  # the local cluster's worker processes (one thread each)
+    shard_videos: int = Field(16, ge=1)  # teacher inference: videos per Prefect task
+    retries: int = Field(2, ge=0)  # per task, on transient failures
+    retry_delay_seconds: float = Field(10, ge=0)  # back-off base: 10, 20, 40 ... s
+    # Prefect deployment that trains (on the GPU work pool), e.g. "w2s-train/gpu"; None: the
+    # round's own process trains.
+    train_deployment: str | None = None
+
+
 class MlflowParams(_Section):
     tracking_uri: str = "sqlite:///mlflow.db"  # MLFLOW_TRACKING_URI overrides it
     experiment: str = "w2s-vqa"
@@ -324,6 +361,8 @@ class Params(_Section):
     rounds: dict[str, RoundParams]
     evaluation: EvaluationParams = EvaluationParams()
     mlflow: MlflowParams = MlflowParams()
+    iteration: IterationParams = IterationParams()
+    orchestration: OrchestrationParams = OrchestrationParams()
 
     @model_validator(mode="after")
     def _rounds_chain(self) -> "Params":
