@@ -14,7 +14,7 @@ def write(tmp_path, data):
 
 def test_project_params_are_valid():
     params = load_params("params.yaml")
-    assert params.round_names() == ["round1", "round2"]
+    assert params.round_names() == ["round1", "round2", "round3"]  # the paper's three rounds (issue 6)
     assert params.previous_round("round2") == "round1"
     assert params.teachers.simulators.h264.crf_levels == [24, 36, 48, 63]
 

@@ -37,6 +37,8 @@ class Pair:
     source: str  # "homogeneous" or the simulator's name
     d: float = math.nan  # teacher pairs: m_A - m_B; simulator pairs: level_B - level_A
     s: float = math.nan
+    selection: str = "random"  # how the pair was chosen: random, gmad, hard (vqa.fusion.iteration)
+    round: str = ""  # the round that first chose it (cumulative sets carry earlier rounds' pairs)
 
     @property
     def level_name(self) -> str:
@@ -159,7 +161,7 @@ def simulator_pairs(
     return out
 
 
-_FIELDS = ["a", "b", "label", "level_name", "source", "d", "s"]
+_FIELDS = ["a", "b", "label", "level_name", "source", "d", "s", "selection", "round"]
 
 
 def write_pairs(path: str | Path, pairs: list[Pair]) -> None:
@@ -191,6 +193,8 @@ def read_pairs(path: str | Path) -> list[Pair]:
                         row["source"],
                         float(row["d"]) if row.get("d") else math.nan,
                         float(row["s"]) if row.get("s") else math.nan,
+                        row.get("selection") or "random",
+                        row.get("round") or "",
                     )
                 )
             except (KeyError, ValueError, TypeError) as exc:

@@ -1,0 +1,285 @@
+"""Rounds k+1 >= 2 of the paper's iterative W2S: the round-k student relabels, picks hard pairs,
+and the training set grows.
+
+- Label refinement (`Labeller`): the homogeneous pairs are labelled by the weak teachers' ensemble
+  with the student as one more (weighted) member ("fused"), by the student alone from its own
+  five-level preference model ("student"), or by the weak teachers only ("off").
+- Hard synthetic pairs (`hard_synthetic_pairs`): simulator pairs (known order) the student gets
+  wrong: its most likely five-level label differs from the known one. The least likely true
+  labels come first; the budget is shared equally by the simulator types.
+- gMAD pairs (`gmad_pairs`, after Ma et al.'s group maximum differentiation): bin the corpus by
+  one model's scores (it rates a bin's videos alike) and pick, in each bin, the pairs the other
+  model rates most differently; once with each weak teacher as the defender against the student,
+  once the reverse. They are labelled like every homogeneous pair (by the labeller).
+- Cumulative data (`carry_forward`): round k+1 trains on D1..Dk+1; the earlier rounds' teacher
+  pairs get the current labels, simulator pairs keep their known ones.
+"""
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass, replace
+
+import numpy as np
+from scipy.special import expit
+
+from vqa.fusion.pairs import Pair, preference_level
+
+HOMOGENEOUS = "homogeneous"
+
+
+def median_level(d: float, cutpoints) -> int:
+    """The median of the student's five-level distribution for a score difference d: the number
+    of cutpoints below d (P(label <= k) >= 1/2 iff c_k >= d). The argmax would not do: with
+    narrow middle cutpoints "similar" is never the most likely level, even at d = 0."""
+    return int(np.sum(np.asarray(cutpoints, dtype=np.float64) < d))
+
+
+def five_level_probs(d: np.ndarray, cutpoints) -> np.ndarray:
+    """The student's ordinal model (vqa.student.losses): P(label <= k) = sigmoid(c_k - d)."""
+    c = np.asarray(cutpoints, dtype=np.float64).reshape(-1)
+    cdf = expit(c[None, :] - np.asarray(d, dtype=np.float64).reshape(-1, 1))
+    upper = np.concatenate([cdf, np.ones((cdf.shape[0], 1))], axis=1)
+    lower = np.concatenate([np.zeros((cdf.shape[0], 1)), cdf], axis=1)
+    return np.clip(upper - lower, 0.0, 1.0)
+
+
+@dataclass
+class Labeller:
+    """Labels a pair of corpus videos from aligned scores (teacher key -> video id -> z).
+
+    ensemble: the paper's mean/variance rule over the members, each with a weight (the weak
+    teachers 1, the student `student_weight`); equal weights give exactly the round-1 rule.
+    student: the median level of the student's five-level distribution for its raw score
+    difference (`raw`, `cutpoints`); a Bradley-Terry student has no levels, so its aligned scores go
+    through the rule alone (spread floored at min_pair_std)."""
+
+    normalised: dict[str, dict[str, float]]
+    weights: dict[str, float]
+    min_pair_std: float
+    mode: str = "ensemble"  # or "student"
+    raw: dict[str, float] | None = None  # student mode: its raw scores
+    cutpoints: list[float] | None = None
+
+    def __post_init__(self):
+        self._moments: dict[str, tuple[float, float]] = {}
+        members = [k for k in self.normalised if self.weights.get(k, 0) > 0]
+        per_video: dict[str, tuple[list[float], list[float]]] = {}
+        for key in members:
+            for vid, z in self.normalised[key].items():
+                zs, ws = per_video.setdefault(vid, ([], []))
+                zs.append(z)
+                ws.append(self.weights[key])
+        for vid, (zs, ws) in per_video.items():
+            if all(w == 1.0 for w in ws):  # the round-1 rule, bit for bit
+                self._moments[vid] = (float(np.mean(zs)), float(np.var(zs)))
+            else:
+                x, w = np.asarray(zs), np.asarray(ws)
+                m = float(np.average(x, weights=w))
+                self._moments[vid] = (m, float(np.average((x - m) ** 2, weights=w)))
+
+    def videos(self) -> list[str]:
+        if self.mode == "student" and self.raw is not None:
+            return sorted(self.raw)
+        return sorted(self._moments)
+
+    def label(self, a: str, b: str) -> tuple[int, float, float] | None:
+        """(label, d, s), or None when a video lacks the scores needed."""
+        if self.mode == "student" and self.raw is not None and self.cutpoints is not None:
+            if a not in self.raw or b not in self.raw:
+                return None
+            d = self.raw[a] - self.raw[b]
+            return median_level(d, self.cutpoints), d, math.nan
+        if a not in self._moments or b not in self._moments:
+            return None
+        (ma, va), (mb, vb) = self._moments[a], self._moments[b]
+        d = ma - mb
+        s = max(math.sqrt(va + vb), self.min_pair_std)
+        return preference_level(d, s), d, s
+
+    def pair(self, a: str, b: str, selection: str, round_name: str) -> Pair | None:
+        got = self.label(a, b)
+        if got is None:
+            return None
+        label, d, s = got
+        return Pair(a, b, label, HOMOGENEOUS, d, s, selection, round_name)
+
+
+def make_labeller(
+    normalised: dict[str, dict[str, float]],
+    weak: list[str],
+    student: dict | None,
+    *,
+    mode: str,
+    student_weight: float,
+    min_pair_std: float,
+    raw_student: dict[str, float] | None = None,
+) -> Labeller:
+    """mode: fused / student / off (params iteration.label_refinement); student: its teacher record."""
+    weights = {k: 1.0 for k in weak}
+    if student is None or mode == "off":
+        return Labeller(normalised, weights, min_pair_std)
+    if mode == "fused":
+        return Labeller(normalised, weights | {student["key"]: student_weight}, min_pair_std)
+    if mode == "student":
+        if student.get("loss") == "bradley_terry" or not student.get("cutpoints"):
+            return Labeller(normalised, {student["key"]: 1.0}, min_pair_std)
+        return Labeller(normalised, {student["key"]: 1.0}, min_pair_std, mode="student", raw=raw_student,
+                        cutpoints=list(student["cutpoints"]))
+    raise ValueError(f"iteration.label_refinement: unknown mode {mode!r}")
+
+
+def _key(a: str, b: str) -> tuple[str, str]:
+    return (a, b) if a < b else (b, a)
+
+
+def random_pairs(labeller: Labeller, count: int, *, seed: int, round_name: str,
+                 exclude: set[tuple[str, str]] = frozenset()) -> list[Pair]:
+    """`count` distinct random pairs not in `exclude` (seeded; order of A/B random)."""
+    ids = labeller.videos()
+    n, known = len(ids), set(ids)
+    seen = {k for k in exclude if k[0] in known and k[1] in known}
+    total = n * (n - 1) // 2
+    count = max(0, min(count, total - len(seen)))
+    rng = np.random.default_rng(seed)
+    out: list[Pair] = []
+    while len(out) < count and len(seen) < total:
+        i, j = rng.choice(n, size=2, replace=False).tolist()
+        key = _key(ids[i], ids[j])
+        if key in seen:
+            continue
+        seen.add(key)
+        p = labeller.pair(ids[i], ids[j], "random", round_name)
+        if p is not None:
+            out.append(p)
+    return out
+
+
+def _extreme_pairs(ids: list[str], by: dict[str, float], n: int) -> list[tuple[float, str, str]]:
+    """Within one bin: the n nested extreme pairs by `by` (lowest with highest, then the next two)."""
+    order = sorted(ids, key=lambda v: (by[v], v))
+    out = []
+    for k in range(min(n, len(order) // 2)):
+        lo, hi = order[k], order[-1 - k]
+        out.append((by[hi] - by[lo], hi, lo))
+    return out
+
+
+def gmad_pairs(
+    labeller: Labeller,
+    normalised: dict[str, dict[str, float]],
+    weak: list[str],
+    student_key: str,
+    *,
+    budget: int,
+    bins: int,
+    seed: int,
+    round_name: str,
+    exclude: set[tuple[str, str]] = frozenset(),
+) -> list[Pair]:
+    """For each weak teacher T: bins of equal T score (equal-count) -> the pairs the student rates
+    most differently; and bins of equal student score -> the pairs T rates most differently. Of
+    all candidates, the `budget` with the largest gap (in aligned units) are kept, labelled by
+    `labeller`; A/B order is seeded-random."""
+    student = normalised.get(student_key, {})
+    if budget <= 0 or not student:
+        return []
+    per_unit = max(1, math.ceil(budget / max(1, len(weak) * bins * 2)))
+    candidates: dict[tuple[str, str], tuple[float, str, str]] = {}
+    for t in weak:
+        teacher = normalised.get(t, {})
+        common = sorted(set(teacher) & set(student))
+        for defender, attacker in ((teacher, student), (student, teacher)):
+            ranked = sorted(common, key=lambda v: (defender[v], v))
+            for chunk in np.array_split(np.array(ranked, dtype=object), min(bins, max(1, len(ranked) // 2))):
+                for gap, hi, lo in _extreme_pairs(list(chunk), attacker, per_unit):
+                    key = _key(hi, lo)
+                    if key in exclude:
+                        continue
+                    if key not in candidates or gap > candidates[key][0]:
+                        candidates[key] = (gap, hi, lo)
+    ranked_pairs = sorted(candidates.values(), key=lambda c: (-c[0], c[1], c[2]))[:budget]
+    rng = np.random.default_rng([seed, zlib.crc32(b"gmad")])
+    out = []
+    for _, hi, lo in ranked_pairs:
+        a, b = (hi, lo) if rng.random() < 0.5 else (lo, hi)
+        p = labeller.pair(a, b, "gmad", round_name)
+        if p is not None:
+            out.append(p)
+    return out
+
+
+def hard_synthetic_pairs(
+    versions: list[tuple[str, str, int, str]],
+    student_scores: dict[str, float],
+    *,
+    cutpoints,
+    loss: str,
+    budget: int,
+    seed: int,
+    round_name: str,
+) -> list[Pair]:
+    """Simulator pairs the student misclassifies. versions: (video id, source id, level, simulator).
+
+    Every pair of versions of one source with known order is a candidate; it is hard when the
+    student does not prefer the less distorted one: its median five-level label is "similar" or
+    the wrong way (a Bradley-Terry student: when it orders the two wrongly). "better" against
+    "superior" is not counted: the simulators' own split of the two (adjacent levels or not) is
+    too crude to hold a student to. Per type the hardest come first (lowest probability of the
+    right direction, or largest wrong margin); the budget is dealt to the types in turn."""
+    by_source: dict[tuple[str, str], list[tuple[int, str]]] = {}
+    for vid, source_id, level, simulator in versions:
+        if vid in student_scores:
+            by_source.setdefault((simulator, source_id), []).append((level, vid))
+    per_type: dict[str, list[tuple[float, str, str, int, float]]] = {}
+    for (simulator, _), items in sorted(by_source.items()):
+        items.sort()
+        for x in range(len(items)):
+            for y in range(x + 1, len(items)):
+                (li, vi), (lj, vj) = items[x], items[y]
+                if li == lj:
+                    continue
+                label = 4 if lj - li > 1 else 3  # vi (less distorted) over vj
+                d = student_scores[vi] - student_scores[vj]
+                if loss == "bradley_terry" or cutpoints is None:
+                    hard, hardness = d <= 0, -d
+                else:
+                    probs = five_level_probs(np.array([d]), cutpoints)[0]
+                    hard, hardness = median_level(d, cutpoints) <= 2, -float(probs[3:].sum())
+                if hard:
+                    per_type.setdefault(simulator, []).append((hardness, vi, vj, label, float(lj - li)))
+    for rows in per_type.values():
+        rows.sort(key=lambda r: (-r[0], r[1], r[2]))
+    chosen: list[tuple[str, tuple]] = []
+    queues = {k: list(v) for k, v in sorted(per_type.items())}
+    while len(chosen) < budget and any(queues.values()):
+        for simulator, rows in queues.items():
+            if rows and len(chosen) < budget:
+                chosen.append((simulator, rows.pop(0)))
+    rng = np.random.default_rng([seed, zlib.crc32(b"hard")])
+    out = []
+    for simulator, (_, vi, vj, label, gap) in chosen:
+        if rng.random() < 0.5:
+            out.append(Pair(vi, vj, label, simulator, gap, math.nan, "hard", round_name))
+        else:
+            out.append(Pair(vj, vi, 4 - label, simulator, -gap, math.nan, "hard", round_name))
+    return out
+
+
+def carry_forward(earlier: list[Pair], labeller: Labeller, previous_round: str) -> list[Pair]:
+    """D1..Dk for round k+1: teacher pairs relabelled by this round's labeller (a pair whose
+    videos it cannot score keeps its label), simulator pairs as they were. Pairs written before
+    rounds were recorded are attributed to the previous round."""
+    out = []
+    for p in earlier:
+        origin = p.round or previous_round
+        if p.source == HOMOGENEOUS:
+            fresh = labeller.pair(p.a, p.b, p.selection, origin)
+            out.append(fresh if fresh is not None else replace(p, round=origin))
+        else:
+            out.append(replace(p, round=origin))
+    return out
+
+
+def pair_keys(pairs: list[Pair], source: str = HOMOGENEOUS) -> set[tuple[str, str]]:
+    return {_key(p.a, p.b) for p in pairs if p.source == source}
