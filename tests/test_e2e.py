@@ -2,7 +2,6 @@
 temporary MLflow SQLite registry."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,12 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e
-
-
-def _git(cwd, *args):
-    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
 
 
 @pytest.fixture(scope="module")
@@ -29,28 +23,10 @@ def prefect_harness():
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """A throw-away W2S project: this repo's pipeline and code, tiny params, a 6-clip corpus."""
-    from vqa.corpus.demo import build_demo_corpus
+    from tests.tiny_project import make_tiny_project, tiny_params
 
     proj = tmp_path_factory.mktemp("proj")
-    for name in ("dvc.yaml", ".dvcignore"):
-        shutil.copy(ROOT / name, proj / name)
-    shutil.copytree(ROOT / "vqa", proj / "vqa", ignore=shutil.ignore_patterns("__pycache__"))
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["corpus"]["demo_clips"] = 6
-    params["rounds"] = {name: params["rounds"][name] for name in ("round1", "round2")}  # two rounds suffice here
-    sims = params["teachers"]["simulators"]
-    sims["h264"]["sources"] = 3
-    sims["h265"]["sources"] = 1
-    sims["h265"]["preset"] = "ultrafast"  # veryslow costs ~10 s per encode; the demo keeps it
-    for sim in ("blur", "noise", "resize", "darken", "brighten", "jitter", "stutter"):
-        sims[sim]["sources"] = 2
-    params["fusion"]["homogeneous_pairs"] = 15
-    params["student"]["epochs"] = 15
-    params["student"]["batch_size"] = 16
-    params["video"]["max_key_frames"] = 3
-    params["evaluation"]["suite_scale"] = 0.5
-    params["evaluation"]["suite_max_duration"] = 2.0
-    params["evaluation"]["ugc_smoke"] = "no-such-folder"  # the optional suite is skipped
+    params = tiny_params(rounds=2)  # two rounds suffice here
     # Two "local benchmark copies" made of suite clips (MOS = 4 - level), one a predeclared name.
     bench = proj / "bench"
     bench.mkdir()
@@ -62,14 +38,7 @@ def project(tmp_path_factory):
         "KoNViD-1k": {"labels": "bench/konvid.csv", "videos": "artifacts/suites/known_order"},
         "my-ood": {"labels": "bench/mine.csv", "videos": "artifacts/suites/known_order", "role": "ood"},
     }
-    (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    _git(proj, "init", "-q")
-    _git(proj, "config", "user.email", "t@t")
-    _git(proj, "config", "user.name", "t")
-    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=proj, check=True)
-    build_demo_corpus(proj / "data", n_clips=6, seed=0, workers=2, log=print, scale=0.6, max_duration=3.0)
-    subprocess.run([sys.executable, "-m", "dvc", "add", "-q", "data"], cwd=proj, check=True)
-    return proj
+    return make_tiny_project(proj, params)
 
 
 @pytest.fixture(scope="module")
@@ -247,3 +216,77 @@ def test_champion_alias_moves_only_when_the_ood_figure_improves(finished):
     champion = client.get_model_version_by_alias("w2s-vqa", "champion")
     assert str(champion.version) == (reg2["version"] if better else reg1["version"])
     assert client.get_run(reg2["run_id"]).data.tags["champion.promoted"] == str(better)
+
+
+def test_runs_and_model_versions_carry_dvc_lineage(finished, tmp_path):
+    """Each round's run is tagged with the DVC hashes of its inputs and outputs (as dvc.lock and
+    data.dvc record them), git state and remote, and logs lineage.json; each model version links
+    back to its run and data."""
+    import json
+
+    import mlflow
+
+    project, tracking, _ = finished
+    lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    corpus_md5 = yaml.safe_load((project / "data.dvc").read_text())["outs"][0]["md5"]
+
+    def locked(stage, path):
+        return next(o["md5"] for o in lock[stage]["outs"] if o["path"] == path)
+
+    client = mlflow.MlflowClient(tracking_uri=tracking, registry_uri=tracking)
+    for rnd in ("round1", "round2"):
+        reg = json.loads((project / f"artifacts/{rnd}/registered.json").read_text())
+        tags = client.get_run(reg["run_id"]).data.tags
+        expected = {
+            "corpus": corpus_md5,
+            "manifest": locked("corpus", "artifacts/corpus/manifest.json"),
+            "simulated": locked("simulate", "artifacts/simulated"),
+            "suite": locked("suite", "artifacts/suites/known_order"),
+            "teacher_scores": locked(f"teach@{rnd}", f"artifacts/{rnd}/teacher_scores.json"),
+            "pairs": locked(f"fuse@{rnd}", f"artifacts/{rnd}/pairs.csv"),
+            "student": locked(f"train@{rnd}", f"artifacts/{rnd}/student.pt"),
+            "metrics": locked(f"evaluate@{rnd}", f"artifacts/{rnd}/metrics.json"),
+        }
+        assert {k: tags[f"dvc.{k}.md5"] for k in expected} == expected
+        assert tags["dvc.hashes_from"] == "dvc.lock"  # register ran after its round's stages were locked
+        assert tags["git.dirty"] in ("True", "False", "None") and tags["git.commit"]
+        assert "dvc.remote_url" in tags and "dvc.remote" in tags
+        version = client.get_model_version("w2s-vqa", reg["version"]).tags
+        assert version["w2s.run_id"] == reg["run_id"] and version["w2s.round"] == rnd
+        assert version["dvc.pairs.md5"] == expected["pairs"] and version["dvc.corpus.md5"] == corpus_md5
+        assert version["git.commit"] == tags["git.commit"]
+        path = mlflow.artifacts.download_artifacts(run_id=reg["run_id"], artifact_path="lineage.json",
+                                                   dst_path=str(tmp_path / rnd), tracking_uri=tracking)
+        logged = json.loads(Path(path).read_text())
+        assert {k: v["md5"] for k, v in logged["dvc"].items()} == expected
+
+
+def test_round2_refines_labels_mines_hard_and_gmad_pairs_and_keeps_round1s(finished):
+    """Iterative W2S: round 2's pair set holds round 1's pairs (cumulative), with the teacher
+    pairs relabelled, plus its own random, gMAD and hard synthetic pairs."""
+    import json
+
+    from vqa.fusion import read_pairs
+
+    project, _, _ = finished
+    r1 = read_pairs(project / "artifacts/round1/pairs.csv")
+    r2 = read_pairs(project / "artifacts/round2/pairs.csv")
+    carried = [p for p in r2 if p.round == "round1"]
+    assert [(p.a, p.b, p.source) for p in carried] == [(p.a, p.b, p.source) for p in r1]
+    assert all(new.label == old.label for old, new in zip(r1, carried) if old.source != "homogeneous")
+    new = {}
+    for p in r2:
+        if p.round == "round2":
+            new[p.selection] = new.get(p.selection, 0) + 1
+    # round 1 drew all 15 pairs of the 6 videos: no fresh random pair is left; gMAD may pick them again
+    assert "random" not in new and new.get("gmad", 0) > 0
+    table = json.loads((project / "artifacts/round2/teacher_scores.json").read_text())
+    student = next(t for t in table["teachers"] if t["kind"] == "student")
+    assert len(student["cutpoints"]) == 4 and len(table["simulated_scores"]) > 0
+    hard = [p for p in r2 if p.selection == "hard"]
+    for p in hard:  # each is a known-order pair the round-1 student did not prefer the right way
+        d = table["simulated_scores"][p.a] - table["simulated_scores"][p.b]
+        right_way = d if p.label > 2 else -d  # the less distorted one's score minus the other's
+        assert right_way <= student["cutpoints"][2] + 1e-5  # median level: similar or the wrong way
+    summary = json.loads((project / "artifacts/round2/pairs_summary.json").read_text())
+    assert summary["by_round_and_selection"]["round2"] == new

@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -189,6 +190,9 @@ def teach(params: Params, round_name: str, log: Log = print) -> dict:
             max_key_frames=params.video.max_key_frames, workers=params.teachers.workers, log=log)
         teachers.append(info)
     out = {"round": round_name, "teachers": teachers, "scores": scores, "failures": failures}
+    students = [t for t in teachers if t["kind"] == "student"]
+    if students:
+        out["simulated_scores"] = _student_extras(params, students[0], log)
     atomic_write_json(layout.teacher_scores(round_name), out)
     scored = sum(result.scored.values())
     log(f"teach: {len(teachers)} teachers x {len(items)} videos -> {layout.teacher_scores(round_name)} "
@@ -196,7 +200,33 @@ def teach(params: Params, round_name: str, log: Log = print) -> dict:
     return out
 
 
+def _student_extras(params: Params, record: dict, log: Log) -> dict[str, float]:
+    """The previous student's preference model (cutpoints, loss: label refinement by the student
+    alone) goes into its teacher record; returns its scores of the simulated videos (hard pairs),
+    from the shared feature cache."""
+    from vqa.registry import configure_tracking, load_registered_student
+    from vqa.scoring import scores_from_features
+    from vqa.student.anchors import loss_of
+    from vqa.student.features import FeatureStore
+
+    configure_tracking(params.mlflow)
+    student, _ = load_registered_student(record["uri"])
+    record["loss"] = loss_of(student)
+    record["cutpoints"] = [round(float(c), 6) for c in student.cutpoints().detach().tolist()]
+    if not params.iteration.hard_synthetic.enabled:
+        return {}
+    sims = [(v["id"], v["path"]) for v in _simulated()]
+    res = analyse(sims, teacher_names=[], cache_root=layout.CACHE, key_rate=student.config.key_rate,
+                  max_key_frames=student.config.max_key_frames, features=FeatureStore(layout.CACHE, student),
+                  workers=params.teachers.workers, log=log)
+    log(f"teach: {record['name']} scored {len(res.features)} simulated videos (hard-pair mining)")
+    return {vid: round(s, 6) for vid, s in sorted(scores_from_features(student, res.features).items())}
+
+
 def fuse(params: Params, round_name: str, log: Log = print) -> dict:
+    """Round 1: the weak teachers' random pairs and the simulator pairs. Rounds 2+ (params
+    iteration): labels refined with the previous student, hard synthetic and gMAD pairs added,
+    and (cumulative) the previous round's pairs carried forward with the new labels."""
     from vqa.fusion import homogeneous_pairs, normalise_scores, simulator_pairs, write_pairs
 
     table = read_json(layout.teacher_scores(round_name))
@@ -204,25 +234,73 @@ def fuse(params: Params, round_name: str, log: Log = print) -> dict:
                                           params.fusion.alignment)
                   for t in table["teachers"]}
     seed = _round_seed(params, round_name)
-    pairs = homogeneous_pairs(normalised, count=params.fusion.homogeneous_pairs,
-                              min_pair_std=params.fusion.min_pair_std, seed=seed)
     sims = [(v["id"], v["source_id"], v["level"], v["simulator"]) for v in _simulated()]
-    pairs += simulator_pairs(sims, seed=seed, budgets=params.teachers.simulators.pair_budgets())
+    previous = params.previous_round(round_name)
+    student = next((t for t in table["teachers"] if t["kind"] == "student"), None)
+    if previous is None:
+        pairs = homogeneous_pairs(normalised, count=params.fusion.homogeneous_pairs,
+                                  min_pair_std=params.fusion.min_pair_std, seed=seed)
+        pairs += simulator_pairs(sims, seed=seed, budgets=params.teachers.simulators.pair_budgets())
+        pairs = [dataclasses.replace(p, round=round_name) for p in pairs]
+    else:
+        pairs = _later_round_pairs(params, round_name, previous, table, normalised, student, sims, seed, log)
     write_pairs(layout.pairs(round_name), pairs)
     summary: dict[str, dict[str, int]] = {}
+    by_selection: dict[str, dict[str, int]] = {}
     for p in pairs:
         summary.setdefault(p.source, {}).setdefault(p.level_name, 0)
         summary[p.source][p.level_name] += 1
-    atomic_write_json(layout.pairs_summary(round_name), {"pairs": len(pairs), "by_source": summary})
+        row = by_selection.setdefault(p.round, {})
+        row[p.selection] = row.get(p.selection, 0) + 1
+    atomic_write_json(layout.pairs_summary(round_name), {"pairs": len(pairs), "by_source": summary,
+                                                          "by_round_and_selection": by_selection})
     log(f"fuse: {len(pairs)} pairs " + json.dumps(summary, sort_keys=True))
+    if previous is not None:
+        log("fuse: by round and selection " + json.dumps(by_selection, sort_keys=True))
     return summary
+
+
+def _later_round_pairs(params: Params, round_name: str, previous: str, table: dict, normalised: dict,
+                       student: dict | None, sims: list, seed: int, log: Log) -> list:
+    from vqa.fusion import iteration as it
+    from vqa.fusion import read_pairs
+
+    cfg = params.iteration
+    weak = [t["key"] for t in table["teachers"] if t["kind"] != "student"]
+    mode = cfg.label_refinement if student else "off"
+    if student is None and cfg.label_refinement != "off":
+        log(f"fuse: no previous student among the teachers (rounds.{round_name}.student_as_teacher is false): "
+            "weak teachers label, and no hard or gMAD pairs are mined")
+    labeller = it.make_labeller(normalised, weak, student, mode=mode, student_weight=cfg.student_weight,
+                                min_pair_std=params.fusion.min_pair_std,
+                                raw_student=table["scores"].get(student["key"]) if student else None)
+    earlier = read_pairs(layout.pairs(previous)) if cfg.cumulative else []
+    carried = it.carry_forward(earlier, labeller, previous)
+    taken = it.pair_keys(carried)
+    fresh = it.random_pairs(labeller, cfg.homogeneous_pairs, seed=seed, round_name=round_name, exclude=taken)
+    taken |= it.pair_keys(fresh)
+    gmad, hard = [], []
+    if student and cfg.gmad.enabled:
+        # Not excluding pairs already in the set: on a small corpus random pairs cover most of
+        # them, and a hard pair chosen again simply weighs more.
+        gmad = it.gmad_pairs(labeller, normalised, weak, student["key"], budget=cfg.gmad.pairs, bins=cfg.gmad.bins,
+                             seed=seed, round_name=round_name)
+    if student and cfg.hard_synthetic.enabled:
+        hard = it.hard_synthetic_pairs(sims, table.get("simulated_scores", {}), cutpoints=student.get("cutpoints"),
+                                       loss=student.get("loss", "five_level"), budget=cfg.hard_synthetic.pairs,
+                                       seed=seed, round_name=round_name)
+    if carried:
+        changed = sum(1 for old, new in zip(earlier, carried) if old.label != new.label)
+        log(f"fuse: {len(carried)} pairs of D1..D{params.round_names().index(previous) + 1} carried forward; "
+            f"label refinement ({mode}) changed {changed} labels")
+    log(f"fuse: new in {round_name}: {len(fresh)} random teacher pairs, {len(gmad)} gMAD pairs, "
+        f"{len(hard)} hard synthetic pairs")
+    return carried + fresh + gmad + hard
 
 
 def train(params: Params, round_name: str, log: Log = print) -> dict:
     """Train the round's student. Frozen backbone: on cached features. Fine-tuning: on cached
     views, with DDP when launched by torchrun. Resumes from artifacts/cache/checkpoints/<round>.pt."""
-    import dataclasses
-
     from vqa.fusion import read_pairs
     from vqa.student.checkpoint import save_student
     from vqa.student.data import FeatureSource, ViewSource, ViewStore
@@ -275,8 +353,6 @@ def train(params: Params, round_name: str, log: Log = print) -> dict:
 def _choose_anchors(model, store, inputs: dict, log: Log) -> dict:
     """Five anchor videos of the corpus (not simulated ones) at the 10..90 % quantiles of the
     student's scores, stored with the student for 0-100 scores (vqa.student.anchors)."""
-    import dataclasses
-
     import torch
 
     from vqa.student.anchors import AnchorSet, weights_fingerprint
@@ -503,6 +579,10 @@ def register(params: Params, round_name: str, log: Log = print) -> dict:
     teachers = read_json(layout.teacher_scores(round_name))["teachers"]
     history = read_json(layout.train_history(round_name))
     metrics = read_json(layout.metrics(round_name))
+    from vqa.registry import lineage as lin
+
+    # DVC hashes of the round's inputs/outputs, git state, remote (vqa/registry/lineage.py)
+    lineage = lin.collect(round_name, corpus_videos=params.corpus.videos, suite_dir=params.evaluation.known_order_suite)
     with mlflow.start_run(run_name=round_name) as run:
         flat = _flatten("", params.model_dump(mode="json"), {})
         mlflow.log_params({k: str(v)[:500] for k, v in flat.items()})
@@ -525,7 +605,9 @@ def register(params: Params, round_name: str, log: Log = print) -> dict:
                      layout.train_history(round_name), layout.metrics(round_name), layout.evaluation_details(round_name)):
             mlflow.log_artifact(str(path), artifact_path="round")
         mlflow.log_artifacts(str(layout.report_dir(round_name)), artifact_path="report")
+        lin.log_to_run(lineage)
         reg = log_and_register_student(layout.student(round_name), params.mlflow, aliases=[params.mlflow.teacher_alias])
+        lin.tag_model_version(reg.name, reg.version, lineage, run_id=reg.run_id)
         from vqa.registry.champion import ood_figure, update_champion
 
         figure, value = ood_figure(metrics, f"student_{round_name}")
