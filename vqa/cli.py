@@ -232,6 +232,15 @@ def cmd_flow(args) -> int:
     return 0
 
 
+def cmd_orchestrate_setup(args) -> int:
+    """Work pools and concurrency limits for the deployments in prefect.yaml (idempotent)."""
+    from flows.orchestrate import setup
+
+    for line in setup(gpu_slots=args.gpu_slots):
+        log(f"orchestrate: {line}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     """The main job: demo corpus -> data.dvc -> K rounds under Prefect (via DVC stages) -> table."""
     from flows.w2s import run_dvc, w2s_rounds
@@ -246,6 +255,14 @@ def cmd_demo(args) -> int:
     print()
     print(table)
     log(f"\ndemo: {len(params.rounds)} rounds finished in {time.monotonic() - start:.0f} s")
+    from vqa.registry.lineage import push
+
+    try:  # corpus, pseudo-labels, teacher scores and students to the default DVC remote
+        files, url = push(".")
+    except RuntimeError as exc:
+        log(f"{exc} (the results above are complete; run `dvc push` once the remote is reachable)")
+        return 1
+    log(f"dvc push: {files} files to {url}")
     return 0
 
 
@@ -380,6 +397,11 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--project", default=".")
     f.add_argument("--rounds", type=int, default=None, help="run only the first N rounds")
     f.set_defaults(func=cmd_flow)
+    o = sub.add_parser("orchestrate", help="Prefect server set-up for the deployments in prefect.yaml")
+    o = o.add_subparsers(dest="orchestrate_cmd", required=True)
+    os_ = o.add_parser("setup", help="create or update the cpu and gpu work pools and the gpu concurrency limit")
+    os_.add_argument("--gpu-slots", type=int, default=1, help="training runs at once (default 1)")
+    os_.set_defaults(func=cmd_orchestrate_setup)
     sub.add_parser("demo", help="the main job: demo corpus + all rounds + table").set_defaults(func=cmd_demo)
     return p
 
