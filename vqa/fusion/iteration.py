@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy.special import expit
 
-from vqa.fusion.pairs import Pair, preference_level
+from vqa.fusion.pairs import Pair, known_order_pairs, preference_level
 
 HOMOGENEOUS = "homogeneous"
 
@@ -227,27 +227,16 @@ def hard_synthetic_pairs(
     "superior" is not counted: the simulators' own split of the two (adjacent levels or not) is
     too crude to hold a student to. Per type the hardest come first (lowest probability of the
     right direction, or largest wrong margin); the budget is dealt to the types in turn."""
-    by_source: dict[tuple[str, str], list[tuple[int, str]]] = {}
-    for vid, source_id, level, simulator in versions:
-        if vid in student_scores:
-            by_source.setdefault((simulator, source_id), []).append((level, vid))
     per_type: dict[str, list[tuple[float, str, str, int, float]]] = {}
-    for (simulator, _), items in sorted(by_source.items()):
-        items.sort()
-        for x in range(len(items)):
-            for y in range(x + 1, len(items)):
-                (li, vi), (lj, vj) = items[x], items[y]
-                if li == lj:
-                    continue
-                label = 4 if lj - li > 1 else 3  # vi (less distorted) over vj
-                d = student_scores[vi] - student_scores[vj]
-                if loss == "bradley_terry" or cutpoints is None:
-                    hard, hardness = d <= 0, -d
-                else:
-                    probs = five_level_probs(np.array([d]), cutpoints)[0]
-                    hard, hardness = median_level(d, cutpoints) <= 2, -float(probs[3:].sum())
-                if hard:
-                    per_type.setdefault(simulator, []).append((hardness, vi, vj, label, float(lj - li)))
+    for simulator, vi, vj, label, gap in known_order_pairs([v for v in versions if v[0] in student_scores]):
+        d = student_scores[vi] - student_scores[vj]  # vi is the less distorted
+        if loss == "bradley_terry" or cutpoints is None:
+            hard, hardness = d <= 0, -d
+        else:
+            probs = five_level_probs(np.array([d]), cutpoints)[0]
+            hard, hardness = median_level(d, cutpoints) <= 2, -float(probs[3:].sum())
+        if hard:
+            per_type.setdefault(simulator, []).append((hardness, vi, vj, label, float(gap)))
     for rows in per_type.values():
         rows.sort(key=lambda r: (-r[0], r[1], r[2]))
     chosen: list[tuple[str, tuple]] = []

@@ -120,6 +120,21 @@ def homogeneous_pairs(
     return pairs
 
 
+def known_order_pairs(versions: list[tuple[str, str, int, str]]):
+    """Every two versions of one source at different levels, sources in sorted order: yields
+    (simulator, less distorted id, more distorted id, label of the first over the second, level gap)."""
+    by_source: dict[tuple[str, str], list[tuple[int, str]]] = {}
+    for vid, source_id, level, simulator in versions:
+        by_source.setdefault((simulator, source_id), []).append((level, vid))
+    for (simulator, _), items in sorted(by_source.items()):
+        items.sort()
+        for x in range(len(items)):
+            for y in range(x + 1, len(items)):
+                (li, vi), (lj, vj) = items[x], items[y]
+                if li != lj:
+                    yield simulator, vi, vj, (4 if lj - li > 1 else 3), lj - li
+
+
 def simulator_pairs(
     versions: list[tuple[str, str, int, str]], *, seed: int, budgets: dict[str, int | None] | None = None
 ) -> list[Pair]:
@@ -129,24 +144,14 @@ def simulator_pairs(
     a uniform sample drawn with its own generator (seed, name), so one type's budget never
     changes another's pairs; kept pairs stay in their original order.
     """
-    by_source: dict[tuple[str, str], list[tuple[int, str]]] = {}
-    for vid, source_id, level, simulator in versions:
-        by_source.setdefault((simulator, source_id), []).append((level, vid))
     rng = np.random.default_rng(seed)
     by_type: dict[str, list[Pair]] = {}
-    for (simulator, _), items in sorted(by_source.items()):
+    for simulator, vi, vj, label, gap in known_order_pairs(versions):
         pairs = by_type.setdefault(simulator, [])
-        items.sort()
-        for x in range(len(items)):
-            for y in range(x + 1, len(items)):
-                (li, vi), (lj, vj) = items[x], items[y]
-                if li == lj:
-                    continue
-                label = 4 if lj - li > 1 else 3  # A = the less distorted version
-                if rng.random() < 0.5:  # present both orders so the student sees both
-                    pairs.append(Pair(vi, vj, label, simulator, float(lj - li)))
-                else:
-                    pairs.append(Pair(vj, vi, 4 - label, simulator, float(li - lj)))
+        if rng.random() < 0.5:  # present both orders so the student sees both
+            pairs.append(Pair(vi, vj, label, simulator, float(gap)))
+        else:
+            pairs.append(Pair(vj, vi, 4 - label, simulator, float(-gap)))
     out: list[Pair] = []
     for simulator, pairs in by_type.items():
         budget = (budgets or {}).get(simulator)
