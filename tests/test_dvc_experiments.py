@@ -43,7 +43,8 @@ def test_exp_run_ablation_shows_next_to_the_baseline(tmp_path):
     start = time.monotonic()
     proj = make_tiny_project(tmp_path / "proj", tiny_params(rounds=2, fast=True))
     shutil.copy(ROOT / ".gitignore", proj / ".gitignore")  # the repo's rules: metrics.json is git's
-    env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}",
+    db = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = dict(os.environ, MLFLOW_TRACKING_URI=db, MLFLOW_REGISTRY_URI=db,
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", DVC_NO_ANALYTICS="1")
     _dvc(proj, env, "repro")
     git(proj, "add", "-A")

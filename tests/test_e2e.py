@@ -48,16 +48,18 @@ def finished(project, prefect_harness, tmp_path_factory):
     from flows.w2s import w2s_rounds
 
     tracking = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
-    old = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = tracking
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    old = {name: os.environ.get(name) for name in names}
+    os.environ.update(dict.fromkeys(names, tracking))
     try:
         table = w2s_rounds(project_dir=str(project))
         yield project, tracking, table
     finally:
-        if old is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = old
+        for name, value in old.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def test_registry_holds_one_version_per_round_and_alias_on_last(finished):
@@ -128,7 +130,7 @@ def test_rerunning_round2_uses_round1_student_not_the_moved_alias(finished):
 
     project, tracking, _ = finished
     before = (project / "artifacts/round2/teacher_scores.json").read_bytes()
-    env = dict(os.environ, MLFLOW_TRACKING_URI=tracking, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env = dict(os.environ, MLFLOW_TRACKING_URI=tracking, MLFLOW_REGISTRY_URI=tracking, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     out = subprocess.run([sys.executable, "-m", "dvc", "repro", "-f", "--single-item", "teach@round2"], cwd=project,
                          env=env, capture_output=True, text=True, check=True).stdout
     assert "round1 registered version 1, using that" in out

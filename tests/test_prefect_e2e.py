@@ -121,7 +121,8 @@ def deployed_round(server, prepared, tmp_path_factory):
     params = (proj / "params.yaml").read_text()  # train on the gpu pool, through run_deployment
     (proj / "params.yaml").write_text(params.replace("train_deployment: null", "train_deployment: w2s-train/gpu"))
     assert "train_deployment: w2s-train/gpu" in (proj / "params.yaml").read_text()
-    env = dict(server, MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'mlflow.db'}")
+    db = f"sqlite:///{tmp / 'mlflow.db'}"
+    env = dict(server, MLFLOW_TRACKING_URI=db, MLFLOW_REGISTRY_URI=db)
     for _ in range(2):
         out = subprocess.run([str(BIN / "vqa"), "orchestrate", "setup"], cwd=ROOT, env=env, check=True,
                              capture_output=True, text=True).stdout
@@ -203,7 +204,8 @@ def test_round_killed_after_teacher_step_resumes_without_repeating_it(deployed_r
     reference, server_env, _, run, _ = deployed_round
     assert run.returncode == 0
     proj = _copy(prepared, tmp_path / "proj")
-    env = dict(server_env, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    db = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = dict(server_env, MLFLOW_TRACKING_URI=db, MLFLOW_REGISTRY_URI=db)
     cmd = [sys.executable, "-c", _RUN_ROUND, str(proj)]
     t0 = time.time()
     first = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=open(tmp_path / "first.log", "w"),

@@ -31,7 +31,12 @@ def configure_tracking(params: MlflowParams) -> str:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = os.environ.get("MLFLOW_TRACKING_URI") or params.tracking_uri
     mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(os.environ.get("MLFLOW_REGISTRY_URI") or uri)
+    registry = os.environ.get("MLFLOW_REGISTRY_URI")
+    mlflow.set_registry_uri(registry or uri)
+    if not registry:
+        # mlflow exports the registry URI to the environment; one derived from the tracking URI
+        # must not outlive a later change of it, nor reach child processes as the user's choice.
+        os.environ.pop("MLFLOW_REGISTRY_URI", None)
     mlflow.set_experiment(params.experiment)
     return uri
 
