@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tiny_project import ROOT, git, make_tiny_project, tiny_params
+from tests.tiny_project import ROOT, copy_project, git
 
 pytestmark = pytest.mark.e2e
 
@@ -39,9 +39,9 @@ def _get(d: dict, dotted: str):
     return d
 
 
-def test_exp_run_ablation_shows_next_to_the_baseline(tmp_path):
+def test_exp_run_ablation_shows_next_to_the_baseline(prepared_tiny_project, tmp_path):
     start = time.monotonic()
-    proj = make_tiny_project(tmp_path / "proj", tiny_params(rounds=2, fast=True))
+    proj = copy_project(prepared_tiny_project, tmp_path / "proj")
     shutil.copy(ROOT / ".gitignore", proj / ".gitignore")  # the repo's rules: metrics.json is git's
     db = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = dict(os.environ, MLFLOW_TRACKING_URI=db, MLFLOW_REGISTRY_URI=db,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tiny_project import ROOT, make_tiny_project, tiny_params
+from tests.tiny_project import ROOT, copy_project
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
@@ -72,14 +72,10 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
+def prepared(prepared_tiny_project, tmp_path_factory):
     """A tiny one-round project with corpus, suite and simulators already built (shared by the
     projects below, which copy it)."""
-    proj = make_tiny_project(tmp_path_factory.mktemp("base") / "proj", tiny_params(rounds=1, fast=True))
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
-    subprocess.run([sys.executable, "-m", "dvc", "repro", "-q", "suite", "simulate"], cwd=proj, env=env, check=True,
-                   capture_output=True)
-    return proj
+    return copy_project(prepared_tiny_project, tmp_path_factory.mktemp("base") / "proj", rounds=1)
 
 
 def _copy(prepared: Path, dest: Path) -> Path:

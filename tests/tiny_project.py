@@ -63,3 +63,25 @@ def make_tiny_project(proj: Path, params: dict) -> Path:
     build_demo_corpus(proj / "data", n_clips=6, seed=0, workers=2, log=print, scale=0.6, max_duration=3.0)
     subprocess.run([sys.executable, "-m", "dvc", "add", "-q", "data"], cwd=proj, check=True)
     return proj
+
+
+def build_prepared(proj: Path) -> Path:
+    """A fast 2-round tiny project with its corpus, suite and simulators built (the slow, shared
+    part of a run); tests copy it with copy_project."""
+    import os
+
+    make_tiny_project(proj, tiny_params(rounds=2, fast=True))
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    subprocess.run([sys.executable, "-m", "dvc", "repro", "-q", "suite", "simulate"], cwd=proj, env=env, check=True,
+                   capture_output=True)
+    return proj
+
+
+def copy_project(src: Path, dest: Path, rounds: int | None = None) -> Path:
+    """A copy (git, DVC cache and built outputs included); rounds: keep only the first N."""
+    shutil.copytree(src, dest, symlinks=True)
+    if rounds is not None:
+        params = yaml.safe_load((dest / "params.yaml").read_text())
+        params["rounds"] = {f"round{i}": params["rounds"][f"round{i}"] for i in range(1, rounds + 1)}
+        (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return dest
