@@ -7,3 +7,18 @@ def prepared_tiny_project(tmp_path_factory):
     from tests.tiny_project import build_prepared
 
     return build_prepared(tmp_path_factory.mktemp("prepared") / "proj")
+
+
+@pytest.fixture
+def temp_mlflow(tmp_path, monkeypatch):
+    """A throw-away MLflow SQLite store as this process's tracking and registry URI; the
+    environment variables mlflow exports for them are undone after the test."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    yield uri
+    mlflow.set_tracking_uri(None)

@@ -134,14 +134,10 @@ def test_default_remote_is_the_project_folder(repo, tmp_path):
     assert lin.dvc_remote(tmp_path) == {"name": None, "url": None}
 
 
-def test_run_and_model_version_carry_the_lineage(repo, tmp_path, monkeypatch):
+def test_run_and_model_version_carry_the_lineage(repo, temp_mlflow, tmp_path):
     import mlflow
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)  # mlflow.set_registry_uri exports it: undo after the test
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    uri = temp_mlflow
     mlflow.set_experiment("lineage-test")
     lineage = {"round": "round1", "git": lin.git_state(repo), "remote": lin.dvc_remote(repo),
                "dvc": lin.dvc_hashes([("corpus", "corpus", "data"), ("pairs", "fuse", "out/pairs.csv")], repo)}

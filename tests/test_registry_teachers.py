@@ -23,19 +23,14 @@ class MeanPixel(PythonModel):
 
 
 @pytest.fixture
-def registry_uri(tmp_path, monkeypatch):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)  # mlflow.set_registry_uri exports it: undo after the test
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+def registry_uri(temp_mlflow):
+    uri = temp_mlflow
     mlflow.set_experiment("t")
     with mlflow.start_run():
         info = mlflow.pyfunc.log_model(name="m", python_model=MeanPixel(), registered_model_name="mean-pixel",
                                        pip_requirements=["numpy"])
     mlflow.MlflowClient().set_registered_model_alias("mean-pixel", "prod", info.registered_model_version)
     yield uri
-    mlflow.set_tracking_uri(None)
 
 
 def test_alias_resolves_to_a_version_and_scores_are_cached(tmp_path, registry_uri):
