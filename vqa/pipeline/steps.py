@@ -184,15 +184,18 @@ def teach(params: Params, round_name: str, log: Log = print) -> dict:
     from_registry = _registry_teachers(params, log) if params.teachers.registry_models else []
     if params.previous_round(round_name) and params.rounds[round_name].student_as_teacher:
         from_registry.append(_previous_student(params, round_name, log))
+    simulated = None
     for model, info in from_registry:
-        scores[info["key"]], failures[info["key"]] = score_with_registry_model(
-            model, items, cache_root=layout.CACHE, key_rate=params.video.key_rate,
-            max_key_frames=params.video.max_key_frames, workers=params.teachers.workers, log=log)
+        if info["kind"] == "student":
+            scores[info["key"]], failures[info["key"]], simulated = _score_with_student(params, info, items, log)
+        else:
+            scores[info["key"]], failures[info["key"]] = score_with_registry_model(
+                model, items, cache_root=layout.CACHE, key_rate=params.video.key_rate,
+                max_key_frames=params.video.max_key_frames, workers=params.teachers.workers, log=log)
         teachers.append(info)
     out = {"round": round_name, "teachers": teachers, "scores": scores, "failures": failures}
-    students = [t for t in teachers if t["kind"] == "student"]
-    if students:
-        out["simulated_scores"] = _student_extras(params, students[0], log)
+    if simulated is not None:
+        out["simulated_scores"] = simulated
     atomic_write_json(layout.teacher_scores(round_name), out)
     scored = sum(result.scored.values())
     log(f"teach: {len(teachers)} teachers x {len(items)} videos -> {layout.teacher_scores(round_name)} "
@@ -200,10 +203,11 @@ def teach(params: Params, round_name: str, log: Log = print) -> dict:
     return out
 
 
-def _student_extras(params: Params, record: dict, log: Log) -> dict[str, float]:
-    """The previous student's preference model (cutpoints, loss: label refinement by the student
-    alone) goes into its teacher record; returns its scores of the simulated videos (hard pairs),
-    from the shared feature cache."""
+def _score_with_student(params: Params, record: dict, items: list[tuple[str, str]], log: Log):
+    """The previous student as a teacher, loaded once: its scores of the corpus and failures, and
+    its scores of the simulated videos (hard-pair mining; {} when that is off), both from the
+    shared feature cache. Its preference model (cutpoints, loss: label refinement by the student
+    alone) goes into its teacher record."""
     from vqa.registry import configure_tracking, load_registered_student
     from vqa.scoring import scores_from_features
     from vqa.student.anchors import loss_of
@@ -213,14 +217,19 @@ def _student_extras(params: Params, record: dict, log: Log) -> dict[str, float]:
     student, _ = load_registered_student(record["uri"])
     record["loss"] = loss_of(student)
     record["cutpoints"] = [round(float(c), 6) for c in student.cutpoints().detach().tolist()]
-    if not params.iteration.hard_synthetic.enabled:
-        return {}
-    sims = [(v["id"], v["path"]) for v in _simulated()]
-    res = analyse(sims, teacher_names=[], cache_root=layout.CACHE, key_rate=student.config.key_rate,
-                  max_key_frames=student.config.max_key_frames, features=FeatureStore(layout.CACHE, student),
-                  workers=params.teachers.workers, log=log)
-    log(f"teach: {record['name']} scored {len(res.features)} simulated videos (hard-pair mining)")
-    return {vid: round(s, 6) for vid, s in sorted(scores_from_features(student, res.features).items())}
+
+    def run(videos):
+        return analyse(videos, teacher_names=[], cache_root=layout.CACHE, key_rate=student.config.key_rate,
+                       max_key_frames=student.config.max_key_frames, features=FeatureStore(layout.CACHE, student),
+                       workers=params.teachers.workers, log=log)
+
+    corpus = run(items)
+    simulated = {}
+    if params.iteration.hard_synthetic.enabled:
+        res = run([(v["id"], v["path"]) for v in _simulated()])
+        simulated = {vid: round(s, 6) for vid, s in sorted(scores_from_features(student, res.features).items())}
+        log(f"teach: {record['name']} scored {len(simulated)} simulated videos (hard-pair mining)")
+    return scores_from_features(student, corpus.features), dict(corpus.failures.get("features", {})), simulated
 
 
 def fuse(params: Params, round_name: str, log: Log = print) -> dict:
