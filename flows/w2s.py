@@ -99,25 +99,22 @@ def stage_state(project_dir: str | Path, stage: str) -> tuple[str | None, bool]:
     parameters and outputs match dvc.lock. A missing dependency gives no fingerprint."""
     from dvc.repo import Repo
 
+    from vqa.io import working_directory
+
     root = Path(project_dir).resolve()
-    cwd = os.getcwd()
-    os.chdir(root)  # DVC resolves outputs against the current directory
-    try:
-        with Repo(str(root)) as repo, repo.lock:
-            (st,) = repo.stage.collect(stage)
-            deps = []
-            try:
-                for dep in st.deps:
-                    h = dep.get_hash()
-                    deps.append([dep.def_path, h.name, h.value])
-            except Exception as exc:  # a missing file or parameter: DVC says what when the stage runs
-                print(f"{stage}: no fingerprint ({type(exc).__name__}: {exc}); the stage is not cached", flush=True)
-                return None, False
-            fingerprint = hashlib.sha256(json.dumps({"stage": stage, "cmd": st.cmd, "deps": deps}, sort_keys=True,
-                                                    default=str).encode()).hexdigest()
-            return fingerprint, not st.changed()
-    finally:
-        os.chdir(cwd)
+    with working_directory(root), Repo(str(root)) as repo, repo.lock:  # DVC resolves outputs from the cwd
+        (st,) = repo.stage.collect(stage)
+        deps = []
+        try:
+            for dep in st.deps:
+                h = dep.get_hash()
+                deps.append([dep.def_path, h.name, h.value])
+        except Exception as exc:  # a missing file or parameter: DVC says what when the stage runs
+            print(f"{stage}: no fingerprint ({type(exc).__name__}: {exc}); the stage is not cached", flush=True)
+            return None, False
+        fingerprint = hashlib.sha256(json.dumps({"stage": stage, "cmd": st.cmd, "deps": deps}, sort_keys=True,
+                                                default=str).encode()).hexdigest()
+        return fingerprint, not st.changed()
 
 
 def _retryable(task, task_run, state) -> bool:
@@ -302,13 +299,11 @@ def w2s_rounds(project_dir: str = ".", rounds: int | None = None) -> str:
     names = params.round_names()[: rounds or None]
     for name in names:
         w2s_round(str(root), name)
-    cwd = os.getcwd()
-    try:
-        os.chdir(root)  # metrics paths are relative to the project root
+    from vqa.io import working_directory
+
+    with working_directory(root):  # metrics paths are relative to the project root
         gains = format_gains(params)
         return format_table(collect(params)) + ("\n\n" + gains if gains else "")
-    finally:
-        os.chdir(cwd)
 
 
 if __name__ == "__main__":

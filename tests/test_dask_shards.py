@@ -53,7 +53,8 @@ def project(tmp_path_factory):
 def test_shards_on_dask_equal_in_process_analyse(project, tmp_path):
     from vqa.config import load_params
     from vqa.pipeline.analyse import analyse
-    from vqa.pipeline.shards import _feature_store, plan
+    from vqa.pipeline.shards import plan
+    from vqa.pipeline.steps import corpus_feature_store
     from vqa.teachers.cache import ScoreCache
 
     env = dict(os.environ, PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
@@ -71,7 +72,7 @@ def test_shards_on_dask_equal_in_process_analyse(project, tmp_path):
     shards = plan(project)
     items = [tuple(it) for s in shards for it in s["items"]]
     params = load_params(project / "params.yaml")
-    store = _feature_store(params, tmp_path / "cache", load_backbone=True)
+    store = corpus_feature_store(params, tmp_path / "cache")
     ref = analyse(items, teacher_names=shards[0]["teachers"], cache_root=tmp_path / "cache", key_rate=params.video.key_rate,
                   max_key_frames=params.video.max_key_frames, features=store, workers=2, log=print)
     assert ref.decoded == 6

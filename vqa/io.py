@@ -1,12 +1,13 @@
-"""Small I/O helpers shared by every step: atomic writes and content hashing."""
+"""Small I/O helpers shared by every step: atomic writes, content hashing, working directory."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -57,3 +58,15 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return obj.as_posix()
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+@contextlib.contextmanager
+def working_directory(path: str | os.PathLike) -> Iterator[None]:
+    """Run a block in `path` (step helpers and DVC resolve project paths from the current
+    directory), then return to where we were."""
+    cwd = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(cwd)

@@ -11,52 +11,31 @@ A shard is a plain JSON-able dict (it travels to workers and into the orchestrat
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
-from vqa.config import Params, load_params
+from vqa.config import load_params
+from vqa.io import working_directory
 from vqa.pipeline import layout
-
-
-@contextlib.contextmanager
-def _in_dir(path: Path) -> Iterator[None]:
-    # The step helpers resolve project paths (manifest, spec files) from the current directory.
-    cwd = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(cwd)
-
-
-def _feature_store(params: Params, cache_root: Path, load_backbone: bool):
-    """The student's FeatureStore exactly as `teach` builds it."""
-    from vqa.pipeline.steps import _student_config
-    from vqa.student.features import FeatureStore
-    from vqa.student.model import StudentModel
-
-    return FeatureStore(cache_root, StudentModel(_student_config(params), load_backbone=load_backbone))
 
 
 def plan(project_dir: str | Path, shard_videos: int | None = None) -> list[dict]:
     """The corpus x the homogeneous teachers of params.yaml, in shards of `shard_videos` videos
     (default: orchestration.shard_videos), in manifest order."""
-    from vqa.pipeline.steps import _corpus_items, homogeneous_teacher_names
+    from vqa.pipeline.steps import _corpus_items, corpus_feature_store, homogeneous_teacher_names
     from vqa.teachers import teacher_class
 
     root = Path(project_dir).resolve()
     params = load_params(root / "params.yaml")
     size = shard_videos or params.orchestration.shard_videos
-    with _in_dir(root):
+    with working_directory(root):
         items = [(vid, str(Path(path).resolve())) for vid, path in _corpus_items()]
         names = homogeneous_teacher_names(params)
         keys = [teacher_class(n).card.key for n in names]
     cache_root = root / layout.CACHE
-    features = _feature_store(params, cache_root, load_backbone=False).config.feature_fingerprint("cpu")
+    features = corpus_feature_store(params, cache_root, load_backbone=False).config.feature_fingerprint("cpu")
     common = {"project": str(root), "cache_root": str(cache_root),
               "external": [str((root / p).resolve()) for p in params.teachers.external],
               "teachers": names, "teacher_keys": keys, "key_rate": params.video.key_rate,
@@ -93,10 +72,11 @@ def score_shard(shard: dict, log: Callable[[str], None] = print) -> dict:
     """Run `analyse` on one shard in this process (workers=1: the orchestrator runs shards in
     parallel); returns the shard's scores, failures and how much was computed now."""
     from vqa.pipeline.analyse import analyse
+    from vqa.pipeline.steps import corpus_feature_store
 
     params = load_params(Path(shard["project"]) / "params.yaml")
     cache_root = Path(shard["cache_root"])
-    store = _feature_store(params, cache_root, load_backbone=True)
+    store = corpus_feature_store(params, cache_root)
     if store.config.feature_fingerprint("cpu") != shard["features"]:
         raise ValueError(f"shard {shard['index']}: params.yaml changed since the shards were planned")
     result = analyse([tuple(it) for it in shard["items"]], teacher_names=shard["teachers"], cache_root=cache_root,

@@ -159,11 +159,17 @@ def homogeneous_teacher_names(params: Params) -> list[str]:
     return names
 
 
+def corpus_feature_store(params: Params, cache_root: str | Path = layout.CACHE, load_backbone: bool = True):
+    """The student's feature store the teach step fills (and teacher shards, vqa.pipeline.shards)."""
+    from vqa.student.features import FeatureStore
+    from vqa.student.model import StudentModel
+
+    return FeatureStore(cache_root, StudentModel(_student_config(params), load_backbone=load_backbone))
+
+
 def teach(params: Params, round_name: str, log: Log = print) -> dict:
     """Score the corpus with every homogeneous teacher; writes the round's score table (a DVC
     output: the pseudo-label artifact fusion reads). Cached per (teacher@version, video hash)."""
-    from vqa.student.features import FeatureStore
-    from vqa.student.model import StudentModel
     from vqa.teachers import teacher_class
     from vqa.teachers.mlflow_models import score_with_registry_model
 
@@ -175,7 +181,7 @@ def teach(params: Params, round_name: str, log: Log = print) -> dict:
         teachers.append({"key": card.key, "name": card.name, "kind": card.kind, "higher_is_better": card.higher_is_better,
                          "needs": card.needs, "origin": card.origin})
     # Round 1 also warms the student's feature cache in the same decode (training needs it next).
-    store = FeatureStore(layout.CACHE, StudentModel(_student_config(params)))
+    store = corpus_feature_store(params)
     result = analyse(items, teacher_names=names, cache_root=layout.CACHE, external_specs=params.teachers.external,
                      key_rate=params.video.key_rate, max_key_frames=params.video.max_key_frames,
                      features=store, workers=params.teachers.workers, log=log)
