@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import subprocess
 from pathlib import Path
 from typing import Callable
 
@@ -568,13 +567,6 @@ def _finite(x: float) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), 4)
 
 
-def _git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def _flatten(prefix: str, obj, out: dict) -> dict:
     if isinstance(obj, dict):
         for k, v in obj.items():
@@ -605,7 +597,6 @@ def register(params: Params, round_name: str, log: Log = print) -> dict:
             "w2s.round": round_name,
             "w2s.teachers": ",".join(t["name"] for t in teachers),
             "w2s.teacher_versions": ",".join(t.get("version", t["key"]) for t in teachers),
-            "git.commit": _git_commit(),
         })
         for row in history["history"]:
             mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch" and v is not None and not math.isnan(v)},
