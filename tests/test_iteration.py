@@ -6,8 +6,13 @@ import math
 import numpy as np
 import pytest
 
-from vqa.fusion import Pair, homogeneous_pairs, normalise_scores
+from vqa.fusion import Pair, homogeneous_pairs, normalise_scores, random_pairs
 from vqa.fusion import iteration as it
+from vqa.fusion.pairs import _key
+
+
+def _equal(keys):
+    return {k: 1.0 for k in keys}
 
 
 def _teachers(n_videos=12, seed=0):
@@ -20,7 +25,7 @@ def _teachers(n_videos=12, seed=0):
 
 def test_equal_weights_reproduce_the_round1_rule_exactly():
     _, _, norm = _teachers()
-    lab = it.make_labeller(norm, list(norm), None, mode="fused", student_weight=1.0, min_pair_std=0.15)
+    lab = it.make_labeller(norm, _equal(norm), None, mode="fused", student_weight=1.0, min_pair_std=0.15)
     for p in homogeneous_pairs(norm, count=30, min_pair_std=0.15, seed=3):
         label, d, s = lab.label(p.a, p.b)
         assert (label, d, s) == (p.label, p.d, p.s)
@@ -29,11 +34,11 @@ def test_equal_weights_reproduce_the_round1_rule_exactly():
 def test_fused_student_weight_pulls_labels_towards_the_student():
     ids, _, norm = _teachers()
     # A student that reverses the teachers' consensus.
-    student = {v: -z for v, z in it.make_labeller(norm, list(norm), None, mode="off", student_weight=1,
-                                                  min_pair_std=0.15)._moments.items() for z in [z[0]]}
+    student = {v: -m.mean for v, m in it.make_labeller(norm, _equal(norm), None, mode="off", student_weight=1,
+                                                       min_pair_std=0.15)._moments.items()}
     norm_s = norm | {"student@r": student}
     rec = {"key": "student@r"}
-    weak = [k for k in norm]
+    weak = _equal(norm)
     light = it.make_labeller(norm_s, weak, rec, mode="fused", student_weight=0.01, min_pair_std=0.01)
     heavy = it.make_labeller(norm_s, weak, rec, mode="fused", student_weight=100.0, min_pair_std=0.01)
     off = it.make_labeller(norm_s, weak, rec, mode="off", student_weight=100.0, min_pair_std=0.01)
@@ -47,7 +52,7 @@ def test_student_mode_labels_from_its_five_level_model():
     cut = [-2.0, -0.5, 0.5, 2.0]
     raw = {"a": 3.0, "b": 0.0, "c": 0.1}
     rec = {"key": "s", "cutpoints": cut, "loss": "five_level_confidence"}
-    lab = it.make_labeller({"s": normalise_scores(raw, True)}, [], rec, mode="student", student_weight=1,
+    lab = it.make_labeller({"s": normalise_scores(raw, True)}, {}, rec, mode="student", student_weight=1,
                            min_pair_std=0.15, raw_student=raw)
     assert lab.label("a", "b")[0] == 4 and lab.label("b", "a")[0] == 0
     assert lab.label("b", "c")[0] == 2 and lab.label("c", "b")[0] == 2
@@ -59,7 +64,7 @@ def test_student_mode_labels_from_its_five_level_model():
 def test_student_mode_of_a_bradley_terry_student_uses_its_aligned_scores():
     raw = {"a": 3.0, "b": 0.0, "c": -3.0}
     rec = {"key": "s", "cutpoints": [0, 0, 0, 0], "loss": "bradley_terry"}
-    lab = it.make_labeller({"s": normalise_scores(raw, True)}, [], rec, mode="student", student_weight=1,
+    lab = it.make_labeller({"s": normalise_scores(raw, True)}, {}, rec, mode="student", student_weight=1,
                            min_pair_std=0.15, raw_student=raw)
     assert lab.mode == "ensemble" and lab.label("a", "c")[0] == 4
 
@@ -109,7 +114,7 @@ def test_gmad_pairs_pick_teacher_ties_the_student_splits_and_the_reverse():
     teacher = {v: float(i // 4) for i, v in enumerate(ids)}  # two bins of four equal scores
     student = {v: float(i % 4) for i, v in enumerate(ids)}  # splits each bin; ties across bins
     norm = {"t": teacher, "s": student}
-    lab = it.make_labeller(norm, ["t"], {"key": "s"}, mode="fused", student_weight=1.0, min_pair_std=0.15)
+    lab = it.make_labeller(norm, {"t": 1.0}, {"key": "s"}, mode="fused", student_weight=1.0, min_pair_std=0.15)
     pairs = it.gmad_pairs(lab, norm, ["t"], "s", budget=4, bins=2, seed=0, round_name="round2")
     keys = {frozenset((p.a, p.b)) for p in pairs}
     # teacher ties, student extremes: v0-v3 and v4-v7 (student gap 3)
@@ -124,7 +129,7 @@ def test_gmad_pairs_pick_teacher_ties_the_student_splits_and_the_reverse():
 
 def test_carry_forward_relabels_teacher_pairs_and_keeps_simulator_pairs():
     _, _, norm = _teachers()
-    lab = it.make_labeller(norm, list(norm), None, mode="off", student_weight=1, min_pair_std=0.15)
+    lab = it.make_labeller(norm, _equal(norm), None, mode="off", student_weight=1, min_pair_std=0.15)
     earlier = [Pair("v00", "v01", 2, "homogeneous", 0.0, 1.0, "random", ""),
                Pair("x", "y", 4, "blur", 2.0, math.nan, "hard", "round2"),
                Pair("v00", "gone", 3, "homogeneous", 0.5, 0.2, "gmad", "round2")]
@@ -136,14 +141,14 @@ def test_carry_forward_relabels_teacher_pairs_and_keeps_simulator_pairs():
 
 def test_random_pairs_skip_taken_pairs_and_stop_when_none_are_left():
     ids, _, norm = _teachers(n_videos=5)
-    lab = it.make_labeller(norm, list(norm), None, mode="off", student_weight=1, min_pair_std=0.15)
+    lab = it.make_labeller(norm, _equal(norm), None, mode="off", student_weight=1, min_pair_std=0.15)
     taken = {("v00", "v01"), ("v02", "v03")}
-    pairs = it.random_pairs(lab, 100, seed=0, round_name="r", exclude=taken)
+    pairs = random_pairs(lab, 100, seed=0, round_name="r", exclude=taken)
     assert len(pairs) == 10 - 2
-    assert not {it._key(p.a, p.b) for p in pairs} & taken
-    assert it.random_pairs(lab, 3, seed=7, round_name="r") == it.random_pairs(lab, 3, seed=7, round_name="r")
+    assert not {_key(p.a, p.b) for p in pairs} & taken
+    assert random_pairs(lab, 3, seed=7, round_name="r") == random_pairs(lab, 3, seed=7, round_name="r")
 
 
 def test_unknown_refinement_mode_fails_clearly():
     with pytest.raises(ValueError, match="label_refinement"):
-        it.make_labeller({}, [], {"key": "s"}, mode="bogus", student_weight=1, min_pair_std=0.1)
+        it.make_labeller({}, {}, {"key": "s"}, mode="bogus", student_weight=1, min_pair_std=0.1)

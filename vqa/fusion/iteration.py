@@ -18,21 +18,13 @@ from __future__ import annotations
 
 import math
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 from scipy.special import expit
 
-from vqa.fusion.pairs import Pair, known_order_pairs, preference_level
-
-HOMOGENEOUS = "homogeneous"
-
-
-def median_level(d: float, cutpoints) -> int:
-    """The median of the student's five-level distribution for a score difference d: the number
-    of cutpoints below d (P(label <= k) >= 1/2 iff c_k >= d). The argmax would not do: with
-    narrow middle cutpoints "similar" is never the most likely level, even at d = 0."""
-    return int(np.sum(np.asarray(cutpoints, dtype=np.float64) < d))
+from vqa.fusion.pairs import HOMOGENEOUS, Pair, _key, known_order_pairs, labelled_pair
+from vqa.fusion.rules import Labeller, median_level
 
 
 def five_level_probs(d: np.ndarray, cutpoints) -> np.ndarray:
@@ -44,115 +36,32 @@ def five_level_probs(d: np.ndarray, cutpoints) -> np.ndarray:
     return np.clip(upper - lower, 0.0, 1.0)
 
 
-@dataclass
-class Labeller:
-    """Labels a pair of corpus videos from aligned scores (teacher key -> video id -> z).
-
-    ensemble: the paper's mean/variance rule over the members, each with a weight (the weak
-    teachers 1, the student `student_weight`); equal weights give exactly the round-1 rule.
-    student: the median level of the student's five-level distribution for its raw score
-    difference (`raw`, `cutpoints`); a Bradley-Terry student has no levels, so its aligned scores go
-    through the rule alone (spread floored at min_pair_std)."""
-
-    normalised: dict[str, dict[str, float]]
-    weights: dict[str, float]
-    min_pair_std: float
-    mode: str = "ensemble"  # or "student"
-    raw: dict[str, float] | None = None  # student mode: its raw scores
-    cutpoints: list[float] | None = None
-
-    def __post_init__(self):
-        self._moments: dict[str, tuple[float, float]] = {}
-        members = [k for k in self.normalised if self.weights.get(k, 0) > 0]
-        per_video: dict[str, tuple[list[float], list[float]]] = {}
-        for key in members:
-            for vid, z in self.normalised[key].items():
-                zs, ws = per_video.setdefault(vid, ([], []))
-                zs.append(z)
-                ws.append(self.weights[key])
-        for vid, (zs, ws) in per_video.items():
-            if all(w == 1.0 for w in ws):  # the round-1 rule, bit for bit
-                self._moments[vid] = (float(np.mean(zs)), float(np.var(zs)))
-            else:
-                x, w = np.asarray(zs), np.asarray(ws)
-                m = float(np.average(x, weights=w))
-                self._moments[vid] = (m, float(np.average((x - m) ** 2, weights=w)))
-
-    def videos(self) -> list[str]:
-        if self.mode == "student" and self.raw is not None:
-            return sorted(self.raw)
-        return sorted(self._moments)
-
-    def label(self, a: str, b: str) -> tuple[int, float, float] | None:
-        """(label, d, s), or None when a video lacks the scores needed."""
-        if self.mode == "student" and self.raw is not None and self.cutpoints is not None:
-            if a not in self.raw or b not in self.raw:
-                return None
-            d = self.raw[a] - self.raw[b]
-            return median_level(d, self.cutpoints), d, math.nan
-        if a not in self._moments or b not in self._moments:
-            return None
-        (ma, va), (mb, vb) = self._moments[a], self._moments[b]
-        d = ma - mb
-        s = max(math.sqrt(va + vb), self.min_pair_std)
-        return preference_level(d, s), d, s
-
-    def pair(self, a: str, b: str, selection: str, round_name: str) -> Pair | None:
-        got = self.label(a, b)
-        if got is None:
-            return None
-        label, d, s = got
-        return Pair(a, b, label, HOMOGENEOUS, d, s, selection, round_name)
-
-
 def make_labeller(
     normalised: dict[str, dict[str, float]],
-    weak: list[str],
+    weak: dict[str, float],
     student: dict | None,
     *,
     mode: str,
     student_weight: float,
     min_pair_std: float,
+    rule: str = "paper",
     raw_student: dict[str, float] | None = None,
 ) -> Labeller:
-    """mode: fused / student / off (params iteration.label_refinement); student: its teacher record."""
-    weights = {k: 1.0 for k in weak}
+    """mode: fused / student / off (params iteration.label_refinement); weak: the weak teachers'
+    weights (calibrated); student: its teacher record. In "fused" the student weighs
+    `student_weight` times the weak teachers' mean weight."""
+    weights = {k: w for k, w in weak.items() if w > 0}
     if student is None or mode == "off":
-        return Labeller(normalised, weights, min_pair_std)
+        return Labeller(normalised, weights, min_pair_std, rule=rule)
     if mode == "fused":
-        return Labeller(normalised, weights | {student["key"]: student_weight}, min_pair_std)
+        unit = sum(weights.values()) / len(weights) if weights else 1.0
+        return Labeller(normalised, weights | {student["key"]: student_weight * unit}, min_pair_std, rule=rule)
     if mode == "student":
         if student.get("loss") == "bradley_terry" or not student.get("cutpoints"):
-            return Labeller(normalised, {student["key"]: 1.0}, min_pair_std)
-        return Labeller(normalised, {student["key"]: 1.0}, min_pair_std, mode="student", raw=raw_student,
-                        cutpoints=list(student["cutpoints"]))
+            return Labeller(normalised, {student["key"]: 1.0}, min_pair_std, rule=rule)
+        return Labeller(normalised, {student["key"]: 1.0}, min_pair_std, rule=rule, mode="student",
+                        raw=raw_student, cutpoints=list(student["cutpoints"]))
     raise ValueError(f"iteration.label_refinement: unknown mode {mode!r}")
-
-
-def _key(a: str, b: str) -> tuple[str, str]:
-    return (a, b) if a < b else (b, a)
-
-
-def random_pairs(labeller: Labeller, count: int, *, seed: int, round_name: str,
-                 exclude: set[tuple[str, str]] = frozenset()) -> list[Pair]:
-    """`count` distinct random pairs not in `exclude` (seeded; order of A/B random)."""
-    ids = labeller.videos()
-    n, known = len(ids), set(ids)
-    seen = {k for k in exclude if k[0] in known and k[1] in known}
-    total = n * (n - 1) // 2
-    count = max(0, min(count, total - len(seen)))
-    rng = np.random.default_rng(seed)
-    out: list[Pair] = []
-    while len(out) < count and len(seen) < total:
-        i, j = rng.choice(n, size=2, replace=False).tolist()
-        key = _key(ids[i], ids[j])
-        if key in seen:
-            continue
-        seen.add(key)
-        p = labeller.pair(ids[i], ids[j], "random", round_name)
-        if p is not None:
-            out.append(p)
-    return out
 
 
 def _extreme_pairs(ids: list[str], by: dict[str, float], n: int) -> list[tuple[float, str, str]]:
@@ -203,7 +112,7 @@ def gmad_pairs(
     out = []
     for _, hi, lo in ranked_pairs:
         a, b = (hi, lo) if rng.random() < 0.5 else (lo, hi)
-        p = labeller.pair(a, b, "gmad", round_name)
+        p = labelled_pair(labeller, a, b, "gmad", round_name)
         if p is not None:
             out.append(p)
     return out
@@ -263,7 +172,7 @@ def carry_forward(earlier: list[Pair], labeller: Labeller, previous_round: str) 
     for p in earlier:
         origin = p.round or previous_round
         if p.source == HOMOGENEOUS:
-            fresh = labeller.pair(p.a, p.b, p.selection, origin)
+            fresh = labelled_pair(labeller, p.a, p.b, p.selection, origin, p.split)
             out.append(fresh if fresh is not None else replace(p, round=origin))
         else:
             out.append(replace(p, round=origin))

@@ -1,13 +1,12 @@
-"""The paper's two labelling rules.
+"""Labelled pairs: the two kinds the first round makes, and the pairs file.
 
 A label is the preference of video A over video B on five levels, stored as an integer:
 0 inferior, 1 worse, 2 similar, 3 better, 4 superior (A much better than B).
 
 Teacher pairs: every teacher's scores are first put on one scale (rank -> standard normal
 quantile, sign flipped for lower-is-better teachers: a robust, label-free stand-in for the paper's
-logistic mapping), then per video m = mean and v = variance over teachers, and for a pair
-d = m_A - m_B, s = sqrt(v_A + v_B) (floored, see FusionParams.min_pair_std):
-superior d > 2s; better s < d <= 2s; similar -s < d <= s; worse -2s < d <= -s; inferior d <= -2s.
+logistic mapping), then a `Labeller` (vqa/fusion/rules.py, the one home of the rule) labels
+random pairs of videos from the teachers' weighted mean and spread.
 
 Simulator pairs: two versions of one source at levels i < j (j more distorted) are superior when
 j - i > 1 and better when j - i = 1 ("similar" is never used).
@@ -24,9 +23,8 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import norm, rankdata
 
+from vqa.fusion.rules import LEVEL_NAMES, Labeller, preference_level  # noqa: F401 (re-exported)
 from vqa.io import atomic_write_text
-
-LEVEL_NAMES = ("inferior", "worse", "similar", "better", "superior")
 
 
 @dataclass(frozen=True)
@@ -39,22 +37,22 @@ class Pair:
     s: float = math.nan
     selection: str = "random"  # how the pair was chosen: random, gmad, hard (vqa.fusion.iteration)
     round: str = ""  # the round that first chose it (cumulative sets carry earlier rounds' pairs)
+    split: str = "train"  # train, or val: both videos are validation videos (vqa.fusion.split)
 
     @property
     def level_name(self) -> str:
         return LEVEL_NAMES[self.label]
 
+    @property
+    def kind(self) -> str:
+        """What the training mix weighs it as (params student.mix): teacher, simulator, gmad, hard."""
+        if self.selection in ("gmad", "hard"):
+            return self.selection
+        return "teacher" if self.source == HOMOGENEOUS else "simulator"
 
-def preference_level(d: float, s: float) -> int:
-    if d > 2 * s:
-        return 4
-    if d > s:
-        return 3
-    if d > -s:
-        return 2
-    if d > -2 * s:
-        return 1
-    return 0
+
+HOMOGENEOUS = "homogeneous"
+PAIR_KINDS = ("teacher", "simulator", "gmad", "hard")
 
 
 ALIGNMENTS = ("rank_normal", "robust_z")
@@ -86,38 +84,47 @@ def normalise_scores(scores: dict[str, float], higher_is_better: bool, method: s
     return dict(zip(ids, z.tolist()))
 
 
-def ensemble_moments(normalised: dict[str, dict[str, float]]) -> dict[str, tuple[float, float]]:
-    """Per video (mean, variance) over the teachers that scored it."""
-    per_video: dict[str, list[float]] = {}
-    for table in normalised.values():
-        for vid, z in table.items():
-            per_video.setdefault(vid, []).append(z)
-    return {vid: (float(np.mean(zs)), float(np.var(zs))) for vid, zs in per_video.items()}
+def _key(a: str, b: str) -> tuple[str, str]:
+    return (a, b) if a < b else (b, a)
 
 
-def homogeneous_pairs(
-    normalised: dict[str, dict[str, float]], *, count: int, min_pair_std: float, seed: int
-) -> list[Pair]:
-    """`count` distinct random pairs (seeded, order of A/B random) labelled by the ensemble rule."""
-    moments = ensemble_moments(normalised)
-    ids = sorted(moments)
-    n = len(ids)
-    possible = n * (n - 1) // 2
-    count = min(count, possible)
+def labelled_pair(labeller: Labeller, a: str, b: str, selection: str = "random", round_name: str = "",
+                  split: str = "train") -> Pair | None:
+    """A teacher pair of A and B with the labeller's level, or None when it cannot label them."""
+    got = labeller.label(a, b)
+    if got is None:
+        return None
+    return Pair(a, b, got[0], HOMOGENEOUS, got[1], got[2], selection, round_name, split)
+
+
+def random_pairs(labeller: Labeller, count: int, *, seed: int, round_name: str = "", split: str = "train",
+                 videos: list[str] | None = None, exclude: set[tuple[str, str]] = frozenset()) -> list[Pair]:
+    """`count` distinct random pairs of `videos` (default: every video the labeller can label),
+    none in `exclude`, labelled by `labeller`; seeded, order of A/B random."""
+    ids = sorted(videos) if videos is not None else labeller.videos()
+    n, known = len(ids), set(ids)
+    seen = {k for k in exclude if k[0] in known and k[1] in known}
+    total = n * (n - 1) // 2
+    count = max(0, min(count, total - len(seen)))
     rng = np.random.default_rng(seed)
-    chosen: set[tuple[int, int]] = set()
-    pairs: list[Pair] = []
-    while len(pairs) < count:
+    out: list[Pair] = []
+    while len(out) < count and len(seen) < total:
         i, j = rng.choice(n, size=2, replace=False).tolist()
-        key = (min(i, j), max(i, j))
-        if key in chosen:
+        key = _key(ids[i], ids[j])
+        if key in seen:
             continue
-        chosen.add(key)
-        (ma, va), (mb, vb) = moments[ids[i]], moments[ids[j]]
-        d = ma - mb
-        s = max(math.sqrt(va + vb), min_pair_std)
-        pairs.append(Pair(ids[i], ids[j], preference_level(d, s), "homogeneous", d, s))
-    return pairs
+        seen.add(key)
+        p = labelled_pair(labeller, ids[i], ids[j], "random", round_name, split)
+        if p is not None:
+            out.append(p)
+    return out
+
+
+def homogeneous_pairs(normalised: dict[str, dict[str, float]], *, count: int, min_pair_std: float, seed: int,
+                      rule: str = "paper", weights: dict[str, float] | None = None) -> list[Pair]:
+    """`count` random pairs of all scored videos labelled by the (weighted) teachers' rule."""
+    weights = weights if weights is not None else {k: 1.0 for k in normalised}
+    return random_pairs(Labeller(normalised, weights, min_pair_std, rule=rule), count, seed=seed)
 
 
 def known_order_pairs(versions: list[tuple[str, str, int, str]]):
@@ -136,22 +143,27 @@ def known_order_pairs(versions: list[tuple[str, str, int, str]]):
 
 
 def simulator_pairs(
-    versions: list[tuple[str, str, int, str]], *, seed: int, budgets: dict[str, int | None] | None = None
+    versions: list[tuple[str, str, int, str]], *, seed: int, budgets: dict[str, int | None] | None = None,
+    validation: set[str] = frozenset(),
 ) -> list[Pair]:
     """All pairs of versions of each source. `versions`: (video_id, source_id, level, simulator).
 
-    `budgets`: per simulator, the most pairs kept (None or absent: all). A type over budget keeps
-    a uniform sample drawn with its own generator (seed, name), so one type's budget never
-    changes another's pairs; kept pairs stay in their original order.
+    `budgets`: per simulator, the most training pairs kept (None or absent: all). A type over
+    budget keeps a uniform sample drawn with its own generator (seed, name), so one type's budget
+    never changes another's pairs; kept pairs stay in their original order. Versions of a source
+    in `validation` (ids of validation videos) give validation pairs, all of them.
     """
     rng = np.random.default_rng(seed)
     by_type: dict[str, list[Pair]] = {}
+    held_out: list[Pair] = []
+    source_of = {v[0]: v[1] for v in versions}
     for simulator, vi, vj, label, gap in known_order_pairs(versions):
-        pairs = by_type.setdefault(simulator, [])
+        split = "val" if source_of[vi] in validation else "train"
+        pairs = held_out if split == "val" else by_type.setdefault(simulator, [])
         if rng.random() < 0.5:  # present both orders so the student sees both
-            pairs.append(Pair(vi, vj, label, simulator, float(gap)))
+            pairs.append(Pair(vi, vj, label, simulator, float(gap), split=split))
         else:
-            pairs.append(Pair(vj, vi, 4 - label, simulator, float(-gap)))
+            pairs.append(Pair(vj, vi, 4 - label, simulator, float(-gap), split=split))
     out: list[Pair] = []
     for simulator, pairs in by_type.items():
         budget = (budgets or {}).get(simulator)
@@ -163,10 +175,10 @@ def simulator_pairs(
             keep = np.sort(sub.choice(len(pairs), size=budget, replace=False))
             pairs = [pairs[i] for i in keep]
         out.extend(pairs)
-    return out
+    return out + held_out
 
 
-_FIELDS = ["a", "b", "label", "level_name", "source", "d", "s", "selection", "round"]
+_FIELDS = ["a", "b", "label", "level_name", "source", "d", "s", "selection", "round", "split"]
 
 
 def write_pairs(path: str | Path, pairs: list[Pair]) -> None:
@@ -190,6 +202,8 @@ def read_pairs(path: str | Path) -> list[Pair]:
                 label = int(row["label"])
                 if not 0 <= label <= 4:
                     raise ValueError("label outside 0..4")
+                if row.get("split") not in (None, "", "train", "val"):
+                    raise ValueError(f"split {row['split']!r} is neither train nor val")
                 pairs.append(
                     Pair(
                         row["a"],
@@ -200,6 +214,7 @@ def read_pairs(path: str | Path) -> list[Pair]:
                         float(row["s"]) if row.get("s") else math.nan,
                         row.get("selection") or "random",
                         row.get("round") or "",
+                        row.get("split") or "train",
                     )
                 )
             except (KeyError, ValueError, TypeError) as exc:
