@@ -72,15 +72,28 @@ def test_bradley_terry_is_bce_against_the_soft_preference():
     assert torch.isclose(lw, F.binary_cross_entropy_with_logits(d[:3], torch.tensor([1.0, 0.0, 0.5])))
 
 
-def test_source_weights_balance_then_multiply():
-    from vqa.student.train import source_weights
+def test_pair_weights_give_each_kind_its_share_per_split_then_multiply():
+    from vqa.fusion.pairs import Pair
+    from vqa.student.train import pair_weights
 
-    src = ["homogeneous"] * 6 + ["blur"] * 2
-    w = source_weights(src)
-    assert abs(sum(w[:6]) - sum(w[6:])) < 1e-9 and abs(sum(w) / len(w) - 1) < 1e-12
-    w2 = source_weights(src, multipliers={"blur": 0.5})
-    assert w2[:6] == w[:6] and w2[6:] == [x * 0.5 for x in w[6:]]
-    assert source_weights(src, balance=False, multipliers={"homogeneous": 2.0}) == [2.0] * 6 + [1.0] * 2
+    def p(source, selection="random", split="train"):
+        return Pair("a", "b", 3, source, selection=selection, split=split)
+
+    # 6 teacher pairs, 2 blur + 2 h264 simulator pairs, 1 hard pair; and a validation part
+    train = [p("homogeneous")] * 6 + [p("blur")] * 2 + [p("h264")] * 2 + [p("blur", "hard")]
+    val = [p("homogeneous", split="val")] * 3 + [p("blur", split="val")]
+    mix = {"teacher": 0.5, "simulator": 0.5, "gmad": 0.1, "hard": 0.1}
+    w = pair_weights(train + val, mix)
+    tw, vw = w[:11], w[11:]
+    assert abs(sum(tw) / len(tw) - 1) < 1e-12 and abs(sum(vw) / len(vw) - 1) < 1e-12
+    # shares renormalised over the kinds present (no gMAD pairs): 0.5 : 0.5 : 0.1 of 1.1
+    assert abs(sum(tw[:6]) / sum(tw) - 0.5 / 1.1) < 1e-12 and abs(sum(tw[6:10]) / sum(tw) - 0.5 / 1.1) < 1e-12
+    # every simulator pair weighs the same, whatever its type (not equal weight per type)
+    assert len(set(tw[6:10])) == 1
+    assert abs(sum(vw[:3]) - sum(vw[3:])) < 1e-12  # validation pairs: the same 1:1 between their kinds
+    w2 = pair_weights(train + val, mix, multipliers={"blur": 0.5})
+    assert w2[:6] == w[:6] and w2[6:8] == [x * 0.5 for x in w[6:8]] and w2[8:10] == w[8:10]
+    assert pair_weights(train, mix | {"simulator": 0.0})[6:10] == [0.0] * 4
 
 
 def test_training_with_bradley_terry_learns_the_order():
@@ -101,12 +114,15 @@ def test_training_with_bradley_terry_learns_the_order():
         f = rng.standard_normal((3, dim)).astype(np.float32)
         feats[f"v{i}"], quality[f"v{i}"] = f, float(f.mean(0) @ direction)
     ids = sorted(feats)
+    held_out = set(ids[:8])  # validation videos: their pairs are validation pairs, never trained on
     pairs = []
-    for _ in range(400):
+    for _ in range(700):
         a, b = rng.choice(ids, 2, replace=False)
+        if (a in held_out) != (b in held_out):
+            continue
         gap = quality[a] - quality[b]
         label = 4 if gap > 4 else 3 if gap > 0 else 1 if gap > -4 else 0
-        pairs.append(Pair(a, b, label, "homogeneous"))
+        pairs.append(Pair(a, b, label, "homogeneous", split="val" if a in held_out else "train"))
     params = StudentParams(loss="bradley_terry", epochs=30, batch_size=32, lr=3e-3)
     result = train_student(model, pairs, feats, params, seed=0, device="cpu", log=lambda m: None)
     from vqa.scoring import scores_from_features

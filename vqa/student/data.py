@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vqa.fusion import Pair
+from vqa.fusion import PAIR_KINDS, Pair
 from vqa.io import atomic_write_bytes
 from vqa.student.motion import MOTION_VERSION
 
@@ -30,12 +30,14 @@ class PairSet:
     b: torch.Tensor
     y: torch.Tensor  # [P] labels 0..4
     w: torch.Tensor  # [P] pair weights
+    kind: torch.Tensor  # [P] index into PAIR_KINDS
+    val: torch.Tensor  # [P] bool: a validation pair (both videos held out)
     skipped: int = 0
 
     @classmethod
     def build(cls, pairs: list[Pair], available, weights: list[float]) -> "PairSet":
         keep = [i for i, p in enumerate(pairs) if p.a in available and p.b in available]
-        if not keep:
+        if not any(pairs[i].split == "train" for i in keep):
             raise ValueError("no training pair has inputs for both of its videos")
         usable = [pairs[i] for i in keep]
         ids = sorted({p.a for p in usable} | {p.b for p in usable})
@@ -46,6 +48,8 @@ class PairSet:
             b=torch.tensor([index[p.b] for p in usable]),
             y=torch.tensor([p.label for p in usable]),
             w=torch.tensor([weights[i] for i in keep], dtype=torch.float32),
+            kind=torch.tensor([PAIR_KINDS.index(p.kind) for p in usable]),
+            val=torch.tensor([p.split == "val" for p in usable], dtype=torch.bool),
             skipped=len(pairs) - len(usable),
         )
 
@@ -55,7 +59,7 @@ class PairSet:
     def digest(self) -> str:
         """Identifies the training data (ids, pairs, labels, weights) in a checkpoint."""
         h = hashlib.sha256("\n".join(self.ids).encode())
-        for t in (self.a, self.b, self.y, self.w):
+        for t in (self.a, self.b, self.y, self.w, self.val):
             h.update(t.numpy().tobytes())
         return h.hexdigest()[:16]
 
@@ -224,11 +228,10 @@ class ViewSource:
         return f"views:{self.store.dir.name}"
 
 
-def split_train_val(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Seeded held-out split of pair indices (no validation below 20 pairs)."""
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    n_val = int(n * val_fraction) if n >= 20 else 0
-    return perm[n_val:], perm[:n_val]
+def split_train_val(pairs: PairSet) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of the training and the validation pairs: the split is by video, made when the
+    pairs were (vqa/fusion/split.py), so no video is on both sides."""
+    return torch.nonzero(~pairs.val).flatten(), torch.nonzero(pairs.val).flatten()
 
 
 def epoch_order(train_idx: torch.Tensor, seed: int, epoch: int) -> torch.Tensor:

@@ -28,6 +28,9 @@ class StudentConfig:
     # Motion branch: a descriptor of the clip of this many frames at each key frame
     # (vqa.student.motion); 0 turns the branch off.
     motion_frames: int = 8
+    # Per image: "gap" = the final map's global average; "multilevel" = mean and spread of every
+    # stage's map (vqa.student.model.pool_features).
+    pooling: str = "gap"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -41,8 +44,23 @@ class StudentConfig:
             f"{spec.weights_id}_s{self.input_size}_g{self.fragment_grid}"
             f"_r{self.key_rate:g}_k{self.max_key_frames}{runtime_tag(self, device)}"
             + (f"_ft{self.backbone_weights}" if self.backbone_weights else "")
+            + ("" if self.pooling == "gap" else f"_{self.pooling}")
             + (f"_mv{MOTION_VERSION}l{self.motion_frames}" if self.motion_frames else "")
         )
+
+
+def pool_features(backbone: nn.Module, x: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Normalised images [N,3,S,S] -> features [N,D]. gap: the mean of the final map. multilevel:
+    the mean and the standard deviation of each stage's map and of the final one: the spread of a
+    low-level map carries grain, edges and blocking that averaging the final map washes out (as
+    in multi-level IQA features). The one definition for training, scoring and the ONNX export."""
+    if pooling == "gap":
+        return backbone(x).mean(dim=(2, 3))
+    out = []
+    for m in backbone.levels(x):
+        mu = m.mean(dim=(2, 3), keepdim=True)
+        out += [mu.flatten(1), ((m - mu) ** 2).mean(dim=(2, 3)).add(1e-6).sqrt()]
+    return torch.cat(out, dim=1)
 
 
 class StudentModel(nn.Module):
@@ -59,7 +77,7 @@ class StudentModel(nn.Module):
             self.backbone = self.backbone.to(memory_format=torch.channels_last)
         self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1), persistent=False)
-        dim = self.appearance_dim = spec.feature_dim * self.N_VIEWS
+        dim = self.appearance_dim = spec.pooled_dim(config.pooling) * self.N_VIEWS
         self.feature_dim = dim + (MOTION_DIM if config.motion_frames else 0)  # per key frame, as cached
         # The motion branch adds its own per-frame term: the clip descriptor is small and on
         # another scale than the backbone's features, so it is normalised and projected alone.
@@ -94,8 +112,7 @@ class StudentModel(nn.Module):
         t = views.shape[0]
         x = views.flatten(0, 1).float().div_(255.0)
         x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
-        maps = self.backbone(x)
-        return maps.mean(dim=(2, 3)).view(t, -1)
+        return pool_features(self.backbone, x, self.config.pooling).view(t, -1)
 
     def scores(self, inputs: dict) -> torch.Tensor:
         """One score per video from either cached features {"feats", "mask"} or uint8 views

@@ -90,12 +90,15 @@ class _Trunk(torch.nn.Module):
     def __init__(self, model: StudentModel):
         super().__init__()
         self.backbone = model.backbone
+        self.pooling = model.config.pooling
         self.register_buffer("mean", model.mean.detach().clone())
         self.register_buffer("std", model.std.detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from vqa.student.model import pool_features
+
         x = x.float() / 255.0
-        return self.backbone((x - self.mean) / self.std).mean(dim=(2, 3))
+        return pool_features(self.backbone, (x - self.mean) / self.std, self.pooling)
 
 
 def export_onnx(model: StudentModel) -> bytes:
@@ -118,7 +121,9 @@ def onnx_path(cache_dir: str | Path, model: StudentModel) -> Path:
     tuned = getattr(model.config, "backbone_weights", "")  # a frozen, earlier fine-tuned backbone
     if tuned:
         weights += f"_ft{tuned}"
-    return Path(cache_dir) / "features" / "onnx" / f"{weights}_s{model.config.input_size}_{_versions()}_op{ONNX_OPSET}.onnx"
+    pooling = "" if model.config.pooling == "gap" else f"_{model.config.pooling}"
+    return (Path(cache_dir) / "features" / "onnx"
+            / f"{weights}_s{model.config.input_size}{pooling}_{_versions()}_op{ONNX_OPSET}.onnx")
 
 
 class TorchRuntime:

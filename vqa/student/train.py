@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from vqa.config.params import StudentParams
-from vqa.fusion import Pair
+from vqa.fusion import PAIR_KINDS, Pair
 from vqa.io import atomic_write_bytes
 from vqa.student.data import FeatureSource, PairSet, ViewSource, epoch_order, micro_batch, split_train_val
 from vqa.student.distributed import DistContext, all_mean
@@ -83,15 +83,26 @@ class TrainResult:
     timing: dict = field(default_factory=dict)  # seconds waiting for data vs computing, samples
 
 
-def source_weights(sources: list[str], *, balance: bool = True, multipliers: dict[str, float] | None = None) -> list[float]:
-    """Per-pair weights. balance: every source carries the same total weight (mean weight 1);
-    multipliers (params student.source_weights): then scale each source's pairs by its factor."""
-    counts: dict[str, int] = {}
-    for s in sources:
-        counts[s] = counts.get(s, 0) + 1
-    base = [len(sources) / (len(counts) * counts[s]) if balance else 1.0 for s in sources]
+def pair_weights(pairs: list[Pair], mix: dict[str, float], multipliers: dict[str, float] | None = None) -> list[float]:
+    """Per-pair weights, separately for the training and the validation pairs (so the validation
+    loss weighs like the objective): the pairs of each kind (Pair.kind) carry mix[kind] of the
+    total weight, kinds absent from the pairs giving their share to the others in proportion,
+    and weigh the same inside their kind (mean weight 1); then each source's factor in
+    `multipliers` (params student.source_weights) scales its pairs."""
+    out = [0.0] * len(pairs)
     mult = multipliers or {}
-    return [w * mult.get(s, 1.0) for w, s in zip(base, sources)]
+    for split in {p.split for p in pairs}:
+        idx = [i for i, p in enumerate(pairs) if p.split == split]
+        counts: dict[str, int] = {}
+        for i in idx:
+            counts[pairs[i].kind] = counts.get(pairs[i].kind, 0) + 1
+        shares = {k: float(mix.get(k, 0.0)) for k in counts}
+        total = sum(shares.values())
+        for i in idx:
+            k = pairs[i].kind
+            base = len(idx) * shares[k] / (total * counts[k]) if total > 0 else 1.0
+            out[i] = base * mult.get(pairs[i].source, 1.0)
+    return out
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -131,8 +142,8 @@ def _cpu_state(sd: dict) -> dict:
 # --------------------------------------------------------------------------- the loop
 @torch.no_grad()
 def _evaluate(model, source, data: PairSet, idx: torch.Tensor, loss: str, autocast) -> dict:
-    """val_ce: the objective's data term on held-out pairs (five-level CE, or the BT cross-entropy),
-    with the training pair weights."""
+    """val_ce: the objective's data term on the validation pairs (five-level CE, or the BT
+    cross-entropy), with the training pair weights; also per pair kind (val_ce_teacher, ...)."""
     model.eval()
     vids = torch.unique(torch.cat([data.a[idx], data.b[idx]]))
     scores = torch.full((len(data.ids),), math.nan)
@@ -140,18 +151,23 @@ def _evaluate(model, source, data: PairSet, idx: torch.Tensor, loss: str, autoca
         with autocast():
             scores[chunk] = model.scores(source.inputs(chunk)).float().cpu()
     d = scores[data.a[idx]] - scores[data.b[idx]]
-    y, w = data.y[idx], data.w[idx]
-    # Weighted like the training objective: with balanced sources a few simulator pairs outweigh
-    # many teacher pairs, and an unweighted validation loss would stop training on the wrong goal.
+    y, w, kind = data.y[idx], data.w[idx], data.kind[idx]
+    # Weighted like the training objective: with a 1:1 mix a few simulator pairs outweigh many
+    # teacher pairs, and an unweighted validation loss would stop training on the wrong goal.
     if loss == "bradley_terry":
         terms = torch.nn.functional.binary_cross_entropy_with_logits(d, y.to(d.dtype) / 4.0, reduction="none")
     else:
         terms = torch.nn.functional.nll_loss(five_level_log_probs(d, model.cutpoints().float().cpu()), y,
                                              reduction="none")
-    ce = float((terms * w).sum() / w.sum().clamp_min(1e-12))
+    out = {"val_ce": float((terms * w).sum() / w.sum().clamp_min(1e-12))}
+    for k, name in enumerate(PAIR_KINDS):
+        sel = kind == k
+        if sel.any():
+            out[f"val_ce_{name}"] = float((terms[sel] * w[sel]).sum() / w[sel].sum().clamp_min(1e-12))
     decided = y != 2  # "similar" has no direction to get right
-    acc = float(((d[decided] > 0) == (y[decided] > 2)).float().mean()) if decided.any() else math.nan
-    return {"val_ce": ce, "val_direction_accuracy": acc}
+    out["val_direction_accuracy"] = (float(((d[decided] > 0) == (y[decided] > 2)).float().mean())
+                                     if decided.any() else math.nan)
+    return out
 
 
 def train_student(
@@ -178,11 +194,10 @@ def train_student(
         source = FeatureSource(source)
     dev = torch.device(device)
     seed_everything(seed)
-    weights = source_weights([p.source for p in pairs], balance=params.balance_sources,
-                             multipliers=params.source_weights)
+    weights = pair_weights(pairs, params.mix.model_dump(), params.source_weights)
     data = PairSet.build(pairs, source, weights)
     source.prepare(data.ids, dev, pairs_per_batch=math.ceil(params.batch_size / dist.world))
-    train_idx, val_idx = split_train_val(len(data), params.val_fraction, seed)
+    train_idx, val_idx = split_train_val(data)
     n_micro = math.ceil(len(train_idx) / params.batch_size)
     accum = params.grad_accum_steps
     steps_per_epoch = math.ceil(n_micro / accum)
