@@ -43,6 +43,10 @@ def tiny_params(rounds: int = 2, fast: bool = False) -> dict:
     params["evaluation"]["suite_scale"] = 0.5
     params["evaluation"]["suite_max_duration"] = 2.0
     params["evaluation"]["ugc_smoke"] = "no-such-folder"  # the optional suite is skipped
+    # 6 clips: hold out a third, so the validation set has videos (2 of the 6 with seed 0) and
+    # each simulator has a validation source
+    params["validation"]["fraction"] = 0.34
+    params["validation"]["source_share"] = 0.5
     return params
 
 

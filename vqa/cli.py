@@ -242,27 +242,45 @@ def cmd_orchestrate_setup(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """The main job: demo corpus -> data.dvc -> K rounds under Prefect (via DVC stages) -> table."""
+    """The main job: demo corpus -> data.dvc -> K rounds under Prefect (via DVC stages) -> table.
+    With --project DIR: the rounds of that project (its corpus imported by `vqa project init`)."""
     from flows.w2s import run_dvc, w2s_rounds
     from vqa.corpus.demo import build_demo_corpus
 
     start = time.monotonic()
-    params = _params(args)
-    data_root = Path(params.corpus.videos).parent
-    build_demo_corpus(data_root, n_clips=params.corpus.demo_clips, seed=params.seed, workers=params.corpus.workers, log=log)
-    run_dvc(".", ["add", data_root.as_posix()])
-    table = w2s_rounds(project_dir=".", rounds=None)
+    project = Path(args.project)
+    params = _params_or_defaults(argparse.Namespace(params=str(project / "params.yaml")))
+    if args.project == ".":
+        data_root = Path(params.corpus.videos).parent
+        build_demo_corpus(data_root, n_clips=params.corpus.demo_clips, seed=params.seed,
+                          workers=params.corpus.workers, log=log)
+        run_dvc(".", ["add", data_root.as_posix()])
+    else:
+        from vqa.pipeline.project import ensure_corpus, sync_pipeline
+
+        if sync_pipeline(project.resolve()):
+            log(f"demo: {project / 'dvc.yaml'} refreshed from the repository's pipeline")
+        ensure_corpus(project)
+    table = w2s_rounds(project_dir=str(project), rounds=None)
     print()
     print(table)
-    log(f"\ndemo: {len(params.rounds)} rounds finished in {time.monotonic() - start:.0f} s")
+    log(f"\ndemo: {len(params.rounds)} rounds of {project} finished in {time.monotonic() - start:.0f} s")
     from vqa.registry.lineage import push
 
     try:  # corpus, pseudo-labels, teacher scores and students to the default DVC remote
-        files, url = push(".")
+        files, url = push(project)
     except RuntimeError as exc:
         log(f"{exc} (the results above are complete; run `dvc push` once the remote is reachable)")
         return 1
     log(f"dvc push: {files} files to {url}")
+    return 0
+
+
+def cmd_project_init(args) -> int:
+    from vqa.pipeline.project import init_project
+
+    proj = init_project(args.dir, args.corpus, model_name=args.model_name, log=log)
+    log(f"project: ready; run it with `vqa demo --project {os.path.relpath(proj)}`")
     return 0
 
 
@@ -402,7 +420,17 @@ def build_parser() -> argparse.ArgumentParser:
     os_ = o.add_parser("setup", help="create or update the cpu and gpu work pools and the gpu concurrency limit")
     os_.add_argument("--gpu-slots", type=int, default=1, help="training runs at once (default 1)")
     os_.set_defaults(func=cmd_orchestrate_setup)
-    sub.add_parser("demo", help="the main job: demo corpus + all rounds + table").set_defaults(func=cmd_demo)
+    d = sub.add_parser("demo", help="the main job: demo corpus + all rounds + table (--project: another project)")
+    d.add_argument("--project", default=".", help="a project folder made by `vqa project init` (default: the demo)")
+    d.set_defaults(func=cmd_demo)
+
+    pr = sub.add_parser("project", help="projects in subfolders: the pipeline on your own corpus")
+    pr = pr.add_subparsers(dest="project_cmd", required=True)
+    pi = pr.add_parser("init", help="create a project for a folder of videos (dvc import-url) or refresh its dvc.yaml")
+    pi.add_argument("dir", help="the project folder, inside the repository (e.g. runs/mine)")
+    pi.add_argument("--corpus", required=True, help="the folder of videos to import")
+    pi.add_argument("--model-name", help="registered MLflow model name (default: w2s-vqa-<folder name>)")
+    pi.set_defaults(func=cmd_project_init)
     return p
 
 

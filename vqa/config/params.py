@@ -229,27 +229,73 @@ class RegistryTeacherParams(_Section):
     name: str | None = None  # defaults to the registered model's name
 
 
+class SimulationParams(_Section):
+    """Size of the simulated versions: real clips can be long and 1080p, and every level is
+    encoded; the known order does not need the full resolution or length."""
+    max_side: int | None = Field(None, ge=32)  # longer side of each version, in pixels (None: as the source)
+    max_seconds: float | None = Field(None, gt=0)  # from the start of the source (None: all of it)
+
+
 class TeacherParams(_Section):
     homogeneous: list[str] = ["niqe"]  # registered teacher names (`vqa teachers list`)
     external: list[str] = []  # spec files of exported TorchScript / ONNX teachers
     registry_models: list[RegistryTeacherParams] = []
     simulators: SimulatorParams = SimulatorParams()
+    simulation: SimulationParams = SimulationParams()
     workers: int = Field(2, ge=1)
 
 
+class CalibrationParams(_Section):
+    """Label-free teacher calibration (vqa/fusion/calibration.py): each teacher's pairwise accuracy
+    on the simulators' known-order pairs (averaged over simulator types) and its leave-one-out
+    agreement with the other teachers on the corpus decide its direction and weight."""
+    enabled: bool = True
+    # |accuracy - 0.5| below this: the simulators cannot tell the teacher's direction
+    accuracy_margin: float = Field(0.05, ge=0, lt=0.5)
+    # |leave-one-out SRCC| below this: the corpus cannot tell it either
+    agreement_margin: float = Field(0.1, ge=0, lt=1)
+    reversed: Literal["flip", "drop"] = "flip"  # both signals say the declared direction is wrong
+    # Weight of a kept teacher: "reliability" = r / (1 - r^2) of its estimated correlation with
+    # quality r (from the known-order accuracy and the corpus agreement), "equal" = 1.
+    weights: Literal["reliability", "equal"] = "reliability"
+    max_weight: float = Field(5.0, gt=0)  # caps r / (1 - r^2) as r -> 1
+
+
 class FusionParams(_Section):
-    # How teachers are put on one scale before the paper's mean/variance rule (no labels to fit
-    # the paper's logistic): "rank_normal" maps ranks to standard-normal quantiles; "robust_z"
+    # How teachers are put on one scale before the mean/variance rule (no labels to fit the
+    # paper's logistic): "rank_normal" maps ranks to standard-normal quantiles; "robust_z"
     # subtracts the median and divides by 1.4826 x MAD (keeps the spacing of the raw scores).
     alignment: Literal["rank_normal", "robust_z"] = "rank_normal"
+    # "paper": s = sqrt(v_A + v_B), the spread of single teachers; "mean_se": s = the standard
+    # error of d, sqrt(v_A / n_A + v_B / n_B) with n the teachers' effective number
+    # (vqa/fusion/rules.py).
+    rule: Literal["paper", "mean_se"] = "mean_se"
     homogeneous_pairs: int = Field(1500, ge=0)
     # Floor on the pair spread s (in normalised score units). With one teacher
     # the ensemble variance is zero and every pair would be "superior"/"inferior".
     min_pair_std: float = Field(0.15, ge=0)
+    calibration: CalibrationParams = CalibrationParams()
+    # fuse warns when one level holds more than this share of the teacher pairs
+    collapse_warning: float = Field(0.8, gt=0, le=1)
+
+
+class PairMix(_Section):
+    teacher: float = Field(0.5, ge=0)
+    simulator: float = Field(0.5, ge=0)
+    gmad: float = Field(0.1, ge=0)
+    hard: float = Field(0.1, ge=0)
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> "PairMix":
+        if not any(v > 0 for v in self.model_dump().values()):
+            raise ValueError("at least one pair kind needs a share > 0")
+        return self
 
 
 class StudentParams(_Section):
-    backbone: str = "efficientnet-lite0"
+    backbone: str = "efficientnet-lite0"  # or efficientnet-lite1 / -lite2, or file:<TorchScript>
+    # Per image: gap = the final map's average; multilevel = mean and spread of every stage's map
+    pooling: Literal["gap", "multilevel"] = "gap"
     freeze_backbone: bool = True  # CPU default: train the head on cached backbone features
     input_size: int = Field(224, ge=32)
     fragment_grid: int = Field(7, ge=1)  # technical view: grid x grid native-resolution patches
@@ -261,11 +307,14 @@ class StudentParams(_Section):
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     loss: Literal["five_level", "five_level_confidence", "bradley_terry"] = "five_level_confidence"
-    # Weight pairs so that every pair source (the teacher ensemble, each simulator) carries the
-    # same total weight, as the paper's round 1 has about as many synthetic as teacher pairs.
-    balance_sources: bool = True
-    # Then scale each pair source's weight (source names: "homogeneous" or a simulator type),
-    # e.g. {homogeneous: 2.0, stutter: 0.5}; unlisted sources keep 1.
+    # Share of the total training weight per pair kind (vqa/student/train.py pair_weights):
+    # teacher = random teacher-ensemble pairs, simulator = known-order pairs, gmad / hard = the
+    # pairs rounds 2+ mine. Pairs of one kind weigh the same; kinds absent from a round give
+    # their share to the others in proportion. The paper's round 1 has 250k teacher pairs to
+    # 250k synthetic ones.
+    mix: PairMix = PairMix()
+    # Then scale single pair sources inside their kind (source names: "homogeneous" or a
+    # simulator type), e.g. {stutter: 0.5}; unlisted sources keep 1.
     source_weights: dict[str, float] = {}
 
     @field_validator("source_weights")
@@ -280,7 +329,6 @@ class StudentParams(_Section):
             raise ValueError(f"weights must be finite and >= 0, got {bad}")
         return v
     warmup_fraction: float = Field(0.1, ge=0, le=1)
-    val_fraction: float = Field(0.1, ge=0, lt=1)
     patience: int = Field(8, ge=1)  # epochs without a better validation loss before stopping
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # auto: bf16 autocast on a CUDA GPU that supports it, fp32 elsewhere.
@@ -299,8 +347,11 @@ class EvaluationParams(_Section):
     known_order_suite: str = "artifacts/suites/known_order"
     suite_scale: float = Field(1.0, gt=0, le=1)  # frame-size factor of the suite (tests use less)
     suite_max_duration: float | None = Field(None, gt=0)  # seconds per suite clip; None: as designed
-    ugc_smoke: str = "../shared/benchmarks/ugc-smoke"  # real videos with MOS; skipped if absent
+    ugc_smoke: str | None = "../shared/benchmarks/ugc-smoke"  # real videos with MOS; skipped if absent or null
     min_group_size: int = Field(3, ge=2)
+    # A MOS benchmark's dataset groups with at least this many videos are also reported on their
+    # own (e.g. ugc_mos_konvid_1k beside the size-weighted ugc_mos).
+    report_group_min: int = Field(10, ge=2)
     # Local copies of benchmarks for `vqa evaluate --benchmark NAME`: {name: {labels, videos, format?,
     # role?, group_column?}}; the paper's ten (vqa/evaluation/benchmarks.py) need only the two paths.
     benchmarks: dict[str, dict] = {}
@@ -331,6 +382,18 @@ class IterationParams(_Section):
     cumulative: bool = True  # train round k+1 on D1..Dk+1 (earlier teacher pairs relabelled)
 
 
+class ValidationParams(_Section):
+    """The one validation set (vqa/fusion/split.py): a seeded share of the corpus videos and every
+    simulated version of them. No training pair touches it. It decides early stopping (the
+    validation loss), the champion alias and the defaults (the validation figure: known-order SRCC
+    of the held-out simulated versions); the reported suites and benchmarks decide nothing."""
+    fraction: float = Field(0.15, gt=0, lt=1)  # corpus videos held out, by a seeded hash of their id
+    # Of each simulator's sources, the share drawn from the validation videos (so the validation
+    # figure has enough known-order groups even though few corpus videos are held out).
+    source_share: float = Field(0.3, ge=0, lt=1)
+    teacher_pairs: int = Field(1000, ge=0)  # most teacher pairs among validation videos
+
+
 class OrchestrationParams(_Section):
     """How the Prefect flows run the steps (not what they compute: no DVC stage reads this)."""
     dask_address: str | None = None  # a running Dask scheduler (tcp://host:8786); None: a local cluster
@@ -353,6 +416,9 @@ class MlflowParams(_Section):
 
 class Params(_Section):
     seed: int = 0
+    # The folder holding the vqa package, relative to this project: dvc.yaml's code dependencies
+    # are ${code_root}/vqa/..., so a project in a subfolder (runs/ugc) runs the same stages.
+    code_root: str = "."
     corpus: CorpusParams = CorpusParams()
     video: VideoParams = VideoParams()
     teachers: TeacherParams = TeacherParams()
@@ -362,6 +428,7 @@ class Params(_Section):
     evaluation: EvaluationParams = EvaluationParams()
     mlflow: MlflowParams = MlflowParams()
     iteration: IterationParams = IterationParams()
+    validation: ValidationParams = ValidationParams()
     orchestration: OrchestrationParams = OrchestrationParams()
 
     @model_validator(mode="after")

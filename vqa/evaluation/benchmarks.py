@@ -44,7 +44,7 @@ MOS_COLUMNS = ("mos", "score")
 VIDEO_EXTENSIONS = frozenset(
     ".mp4 .mkv .avi .mov .webm .m4v .yuv .y4m .flv .mpg .mpeg .ts .3gp .wmv .mxf .ogv".split()
 )
-USER_KEYS = ("labels", "videos", "format", "role", "expected_size", "group_column")
+USER_KEYS = ("labels", "videos", "format", "role", "expected_size", "group_column", "optional")
 
 
 class Label(NamedTuple):
@@ -237,6 +237,7 @@ class BenchmarkSpec:
     videos: Path | None = None  # folder the labels' names are relative to
     format: str = "auto"  # one of FORMATS
     group_column: str | None = None  # csv column grouping videos (MOS scales differ); else one group
+    optional: bool = False  # the pipeline skips it, saying so, when its labels file is absent
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.strip():
@@ -328,7 +329,9 @@ def resolve_benchmarks(configured: dict[str, dict] | None, *, base: str | Path |
 
         labels = path_of("labels")
         videos = path_of("videos") or labels.parent
-        changes = {k: entry[k] for k in ("role", "format", "expected_size", "group_column") if k in entry}
+        if "optional" in entry and not isinstance(entry["optional"], bool):
+            raise ValueError(f"{at}.optional: expected true or false, got {entry['optional']!r}")
+        changes = {k: entry[k] for k in ("role", "format", "expected_size", "group_column", "optional") if k in entry}
         try:
             if predeclared is not None:
                 spec = replace(predeclared, labels=labels, videos=videos, **changes)

@@ -1,7 +1,8 @@
 """The per-round report: a Markdown table, PNG plots (DVC plots) and a CSV of the figures.
 
 Inputs are the rounds' metrics.json (vqa.pipeline.steps.evaluate): per model and suite SRCC/PLCC,
-and the W2S gain (student minus the best teacher, with its bootstrap CI).
+the W2S gains (student minus the best teacher, and minus the teacher ensemble, with bootstrap
+CIs), the five-level shares of the training pairs, and the teachers' calibration.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from vqa.io import atomic_write_bytes
 
 SUITE_LABELS = {
+    "validation": "validation (chooses)",
     "known_order": "known-order",
     "known_order_in_domain": "k-o in-domain",
     "known_order_ood": "k-o OOD",
@@ -29,7 +31,7 @@ def _suites(metrics: dict) -> list[str]:
 
 
 def _label(suite: str) -> str:
-    return SUITE_LABELS.get(suite, suite)
+    return SUITE_LABELS.get(suite, suite.replace("_", "-"))
 
 
 def _fmt(x) -> str:
@@ -56,13 +58,34 @@ def markdown(metrics: dict) -> str:
         lines.append(f"| {'**' + name + '**' if bold else name} | " + " | ".join(cells) + " |")
     gains = metrics.get("w2s_gain", {})
     if gains:
-        lines += ["", "## Weak-to-strong gain (student minus the best teacher, SRCC, 95 % CI)", "",
-                  "| suite | best teacher | gain | 95 % CI |", "|---|---|---|---|"]
+        lines += ["", "## Weak-to-strong gain (SRCC; 95 % CI of a stratified paired bootstrap)", "",
+                  "| suite | best teacher | student - best teacher | 95 % CI | student - ensemble | 95 % CI |",
+                  "|---|---|---|---|---|---|"]
         for suite in suites:
             if suite in gains:
                 g = gains[suite]
+                e = g.get("vs_ensemble") or {}
                 lines.append(f"| {_label(suite)} | {g['best_teacher']} | {_fmt(g['srcc'])} | "
-                             f"[{_fmt(g['low'])}, {_fmt(g['high'])}] |")
+                             f"[{_fmt(g['low'])}, {_fmt(g['high'])}] | {_fmt(e.get('srcc'))} | "
+                             f"[{_fmt(e.get('low'))}, {_fmt(e.get('high'))}] |")
+    labels = metrics.get("labels", {})
+    if labels:
+        names = ("inferior", "worse", "similar", "better", "superior")
+        lines += ["", "## Training pairs: share of each level, by kind", "",
+                  "| kind | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        for kind, shares in labels.items():
+            lines.append(f"| {kind} | " + " | ".join(f"{shares.get(n, 0):.2f}" for n in names) + " |")
+    for warning in metrics.get("warnings", []):
+        lines += ["", f"**Warning:** {warning}"]
+    calibration = metrics.get("calibration", {})
+    if calibration:
+        lines += ["", "## Teacher calibration (label-free)", "",
+                  "| teacher | known-order accuracy | corpus agreement | direction | action | weight |",
+                  "|---|---|---|---|---|---|"]
+        for name, c in sorted(calibration.items()):
+            acc = "n/a" if c["known_order_accuracy"] is None else f"{c['known_order_accuracy']:.3f}"
+            lines.append(f"| {name} | {acc} | {_fmt(c['corpus_agreement'])} | {c['direction']} | {c['action']} | "
+                         f"{c['weight']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -93,7 +116,7 @@ def plot_suites(metrics: dict) -> bytes:
     suites = _suites(metrics)
     rnd = metrics["round"]
     student = f"student_{rnd}"
-    best = {g["best_teacher"] for g in metrics.get("w2s_gain", {}).values()}
+    best = {g["best_teacher"] for g in metrics.get("w2s_gain", {}).values() if g["best_teacher"] in metrics["models"]}
     shown = [student] + [m for m in ("teacher_ensemble",) if m in metrics["models"]] + sorted(best)
     fig, ax = plt.subplots(figsize=(1.6 + 1.9 * len(suites), 3.6))
     width = 0.8 / max(len(shown), 1)

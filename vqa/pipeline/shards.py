@@ -3,6 +3,8 @@ them on several workers before the `teach` step. Each shard runs the same `analy
 (one decode per video: every homogeneous teacher plus the student's features) into the project's
 caches, so the `teach` step afterwards finds every score and feature cached and decodes nothing.
 
+The simulated videos (known-order calibration of the teachers) are sharded the same way.
+
 A shard is a plain JSON-able dict (it travels to workers and into the orchestrator's cache key):
   project, cache_root, external: absolute paths (workers may run in any directory)
   items: [[video id (sha256 of the content), absolute path], ...]
@@ -22,9 +24,10 @@ from vqa.pipeline import layout
 
 
 def plan(project_dir: str | Path, shard_videos: int | None = None) -> list[dict]:
-    """The corpus x the homogeneous teachers of params.yaml, in shards of `shard_videos` videos
-    (default: orchestration.shard_videos), in manifest order."""
-    from vqa.pipeline.steps import _corpus_items, corpus_feature_store, homogeneous_teacher_names
+    """The corpus and the simulated videos (what `teach` scores) x the homogeneous teachers of
+    params.yaml, in shards of `shard_videos` videos (default: orchestration.shard_videos), in
+    manifest order."""
+    from vqa.pipeline.steps import _corpus_items, _simulated, corpus_feature_store, homogeneous_teacher_names
     from vqa.teachers import teacher_class
 
     root = Path(project_dir).resolve()
@@ -32,6 +35,7 @@ def plan(project_dir: str | Path, shard_videos: int | None = None) -> list[dict]
     size = shard_videos or params.orchestration.shard_videos
     with working_directory(root):
         items = [(vid, str(Path(path).resolve())) for vid, path in _corpus_items()]
+        items += [(v["id"], str(Path(v["path"]).resolve())) for v in _simulated()]
         names = homogeneous_teacher_names(params)
         keys = [teacher_class(n).card.key for n in names]
     cache_root = root / layout.CACHE

@@ -28,6 +28,7 @@ def _student_config(params: Params):
     s = params.student
     return StudentConfig(
         backbone=s.backbone,
+        pooling=s.pooling,
         input_size=s.input_size,
         fragment_grid=s.fragment_grid,
         motion_frames=s.motion_frames,
@@ -43,6 +44,13 @@ def _corpus_items() -> list[tuple[str, str]]:
     from vqa.corpus import resolve
 
     return [(vid, str(path)) for vid, path in resolve(layout.CORPUS_MANIFEST)]
+
+
+def validation_set(params: Params, corpus_ids) -> set[str]:
+    """The corpus videos held out for validation (vqa.fusion.split): the same in every step."""
+    from vqa.fusion.split import validation_videos
+
+    return validation_videos(corpus_ids, params.validation.fraction, params.seed)
 
 
 def _simulated() -> list[dict]:
@@ -69,11 +77,13 @@ def build_suite(params: Params, log: Log = print):
 
 def simulate(params: Params, log: Log = print) -> list[dict]:
     """Heterogeneous teachers: graded versions of a seeded subset of the corpus."""
-    from vqa.teachers.simulators import CODEC_SIMULATORS, pick_sources, simulate_codec, simulate_frames
+    from vqa.teachers.simulators import CODEC_SIMULATORS, Extent, pick_sources, simulate_codec, simulate_frames
 
     sims = params.teachers.simulators
+    extent = Extent(params.teachers.simulation.max_side, params.teachers.simulation.max_seconds)
     videos: list[dict] = []
     items: dict[str, str] = {}
+    held_out: set[str] = set()
     # A fixed seed offset per simulator (h264's 0 predates the others): each draws its own
     # subset, stable when other types are added, removed or resized.
     offsets = {"h264": 0, "blur": 1, "noise": 2, "resize": 3, "darken": 4, "brighten": 5, "jitter": 6,
@@ -82,22 +92,27 @@ def simulate(params: Params, log: Log = print) -> list[dict]:
         cfg = getattr(sims, name)
         if not (cfg.enabled and cfg.sources):
             continue
-        items = items or dict(_corpus_items())
-        chosen = pick_sources(list(items), cfg.sources, params.seed + offsets[name])
+        if not items:
+            items = dict(_corpus_items())
+            held_out = validation_set(params, items)
+        chosen = pick_sources(list(items), cfg.sources, params.seed + offsets[name], validation=held_out,
+                              validation_share=params.validation.source_share)
         pick = [(vid, items[vid]) for vid in chosen]
         out = layout.SIMULATED / "videos"
         if name in CODEC_SIMULATORS:
             made = simulate_codec(pick, out, simulator=name, crfs=cfg.crf_levels, preset=cfg.preset,
-                                  workers=params.teachers.workers)
+                                  workers=params.teachers.workers, extent=extent)
             levels = f"CRF {cfg.crf_levels} ({cfg.preset})"
         else:
             made = simulate_frames(pick, out, simulator=name, levels=cfg.levels, seed=params.seed,
-                                   workers=params.teachers.workers, crf=cfg.crf)
+                                   workers=params.teachers.workers, crf=cfg.crf, extent=extent)
             levels = str(cfg.levels)
         for v in made:
             videos.append({"id": sha256_file(v.path), "path": v.path, "source_id": v.source_id,
                            "simulator": v.simulator, "level": v.level, "param": v.param})
-        log(f"simulate: {name} at {levels} on {len(chosen)} sources -> {len(made)} videos")
+        n_val = sum(1 for v in chosen if v in held_out)
+        log(f"simulate: {name} at {levels} on {len(chosen)} sources ({n_val} of them validation videos) "
+            f"-> {len(made)} videos")
     atomic_write_json(layout.SIMULATED_MANIFEST, {"videos": videos})
     return videos
 
@@ -167,51 +182,85 @@ def corpus_feature_store(params: Params, cache_root: str | Path = layout.CACHE, 
 
 
 def teach(params: Params, round_name: str, log: Log = print) -> dict:
-    """Score the corpus with every homogeneous teacher; writes the round's score table (a DVC
-    output: the pseudo-label artifact fusion reads). Cached per (teacher@version, video hash)."""
+    """Score the corpus and the simulated videos with every homogeneous teacher and calibrate the
+    teachers (vqa/fusion/calibration.py); writes the round's score table (a DVC output: what
+    fusion reads). Scores are cached per (teacher@version, video hash)."""
     from vqa.teachers import teacher_class
     from vqa.teachers.mlflow_models import score_with_registry_model
 
     items = _corpus_items()
+    sims = _simulated()
+    sim_items = [(v["id"], v["path"]) for v in sims]
     names = homogeneous_teacher_names(params)
     teachers = []
     for name in names:
         card = teacher_class(name).card
         teachers.append({"key": card.key, "name": card.name, "kind": card.kind, "higher_is_better": card.higher_is_better,
                          "needs": card.needs, "origin": card.origin})
-    # Round 1 also warms the student's feature cache in the same decode (training needs it next).
+    # One decode per video: the teachers, and the student's features that training needs next.
     store = corpus_feature_store(params)
-    result = analyse(items, teacher_names=names, cache_root=layout.CACHE, external_specs=params.teachers.external,
-                     key_rate=params.video.key_rate, max_key_frames=params.video.max_key_frames,
-                     features=store, workers=params.teachers.workers, log=log)
-    scores, failures = dict(result.scores), dict(result.failures)
+    result = analyse(items + sim_items, teacher_names=names, cache_root=layout.CACHE,
+                     external_specs=params.teachers.external, key_rate=params.video.key_rate,
+                     max_key_frames=params.video.max_key_frames, features=store, workers=params.teachers.workers,
+                     log=log)
+    corpus_ids = {vid for vid, _ in items}
+    sim_ids = {vid for vid, _ in sim_items}
+
+    def part(table: dict, ids: set[str]) -> dict:
+        return {k: {v: x for v, x in per.items() if v in ids} for k, per in table.items()}
+
+    scores, failures = part(result.scores, corpus_ids), part(result.failures, corpus_ids)
+    simulated = part(result.scores, sim_ids)
     failures.pop("features", None)
     from_registry = _registry_teachers(params, log) if params.teachers.registry_models else []
     if params.previous_round(round_name) and params.rounds[round_name].student_as_teacher:
         from_registry.append(_previous_student(params, round_name, log))
-    simulated = None
     for model, info in from_registry:
         if info["kind"] == "student":
-            scores[info["key"]], failures[info["key"]], simulated = _score_with_student(params, info, items, log)
+            scores[info["key"]], failures[info["key"]], simulated[info["key"]] = _score_with_student(
+                params, info, items, log)
         else:
-            scores[info["key"]], failures[info["key"]] = score_with_registry_model(
-                model, items, cache_root=layout.CACHE, key_rate=params.video.key_rate,
+            both, failed = score_with_registry_model(
+                model, items + sim_items, cache_root=layout.CACHE, key_rate=params.video.key_rate,
                 max_key_frames=params.video.max_key_frames, workers=params.teachers.workers, log=log)
+            scores[info["key"]], failures[info["key"]] = part({0: both}, corpus_ids)[0], part({0: failed}, corpus_ids)[0]
+            simulated[info["key"]] = part({0: both}, sim_ids)[0]
         teachers.append(info)
-    out = {"round": round_name, "teachers": teachers, "scores": scores, "failures": failures}
-    if simulated is not None:
-        out["simulated_scores"] = simulated
+    calibration = _calibrate(params, [t for t in teachers if t["kind"] != "student"], scores, simulated, sims, log)
+    out = {"round": round_name, "teachers": teachers, "calibration": calibration, "scores": scores,
+           "failures": failures,
+           "simulated": {k: {v: round(x, 6) for v, x in sorted(per.items())} for k, per in simulated.items()}}
     atomic_write_json(layout.teacher_scores(round_name), out)
     scored = sum(result.scored.values())
-    log(f"teach: {len(teachers)} teachers x {len(items)} videos -> {layout.teacher_scores(round_name)} "
-        f"({scored} teacher-video scores computed now, the rest from the cache)")
+    log(f"teach: {len(teachers)} teachers x {len(items)} corpus + {len(sim_items)} simulated videos -> "
+        f"{layout.teacher_scores(round_name)} ({scored} teacher-video scores computed now, the rest from the cache)")
     return out
+
+
+def _calibrate(params: Params, weak: list[dict], scores: dict, simulated: dict, sims: list[dict], log: Log) -> list[dict]:
+    """The weak teachers' calibration on the training side of the split: corpus videos that are
+    not validation videos, and the simulated versions of their sources."""
+    from vqa.fusion.calibration import calibrate
+
+    held_out = validation_set(params, {v for per in scores.values() for v in per})
+    corpus = {k: {v: x for v, x in per.items() if v not in held_out} for k, per in scores.items()}
+    versions = [(v["id"], v["source_id"], v["level"], v["simulator"]) for v in sims if v["source_id"] not in held_out]
+    cfg = params.fusion.calibration
+    records = calibrate(weak, corpus, simulated, versions, enabled=cfg.enabled, accuracy_margin=cfg.accuracy_margin,
+                        agreement_margin=cfg.agreement_margin, reversed_action=cfg.reversed, weights=cfg.weights,
+                        max_weight=cfg.max_weight, alignment=params.fusion.alignment)
+    for r in records:
+        acc = "n/a" if r.known_order_accuracy is None else f"{r.known_order_accuracy:.3f}"
+        agr = "n/a" if r.corpus_agreement is None else f"{r.corpus_agreement:+.3f}"
+        log(f"teach: calibration {r.name}: known-order accuracy {acc} ({r.known_order_pairs} pairs), corpus "
+            f"agreement {agr} -> {r.direction}, {r.action}, weight {r.weight:.2f}")
+    return [r.to_dict() for r in records]
 
 
 def _score_with_student(params: Params, record: dict, items: list[tuple[str, str]], log: Log):
     """The previous student as a teacher, loaded once: its scores of the corpus and failures, and
-    its scores of the simulated videos (hard-pair mining; {} when that is off), both from the
-    shared feature cache. Its preference model (cutpoints, loss: label refinement by the student
+    its scores of the simulated videos (hard-pair mining and the validation figure), both from
+    the shared feature cache. Its preference model (cutpoints, loss: label refinement by the student
     alone) goes into its teacher record."""
     from vqa.registry import configure_tracking, load_registered_student
     from vqa.scoring import scores_from_features
@@ -229,80 +278,136 @@ def _score_with_student(params: Params, record: dict, items: list[tuple[str, str
                        workers=params.teachers.workers, log=log)
 
     corpus = run(items)
-    simulated = {}
-    if params.iteration.hard_synthetic.enabled:
-        res = run([(v["id"], v["path"]) for v in _simulated()])
-        simulated = {vid: round(s, 6) for vid, s in sorted(scores_from_features(student, res.features).items())}
-        log(f"teach: {record['name']} scored {len(simulated)} simulated videos (hard-pair mining)")
+    res = run([(v["id"], v["path"]) for v in _simulated()])
+    simulated = scores_from_features(student, res.features)
+    log(f"teach: {record['name']} scored {len(simulated)} simulated videos")
     return scores_from_features(student, corpus.features), dict(corpus.failures.get("features", {})), simulated
 
 
 def fuse(params: Params, round_name: str, log: Log = print) -> dict:
-    """Round 1: the weak teachers' random pairs and the simulator pairs. Rounds 2+ (params
-    iteration): labels refined with the previous student, hard synthetic and gMAD pairs added,
-    and (cumulative) the previous round's pairs carried forward with the new labels."""
-    from vqa.fusion import homogeneous_pairs, normalise_scores, simulator_pairs, write_pairs
+    """Round 1: random teacher pairs labelled by the calibrated teachers' rule, and the simulator
+    pairs. Rounds 2+ (params iteration): labels refined with the previous student, hard synthetic
+    and gMAD pairs added, and (cumulative) the previous round's pairs carried forward with the new
+    labels. Training pairs never touch a validation video; validation pairs are made the same way
+    among validation videos (vqa/fusion/split.py)."""
+    from vqa.fusion import Labeller, random_pairs, simulator_pairs, write_pairs
 
     table = read_json(layout.teacher_scores(round_name))
-    normalised = {t["key"]: normalise_scores(table["scores"].get(t["key"], {}), t["higher_is_better"],
-                                          params.fusion.alignment)
-                  for t in table["teachers"]}
+    normalised, weights = aligned_teachers(params, table)
+    corpus = sorted({v for per in table["scores"].values() for v in per})
+    held_out = validation_set(params, corpus)
+    split_ids = {"train": [v for v in corpus if v not in held_out], "val": [v for v in corpus if v in held_out]}
+    counts = {"train": params.fusion.homogeneous_pairs, "val": params.validation.teacher_pairs}
     seed = _round_seed(params, round_name)
     sims = [(v["id"], v["source_id"], v["level"], v["simulator"]) for v in _simulated()]
     previous = params.previous_round(round_name)
-    student = next((t for t in table["teachers"] if t["kind"] == "student"), None)
     if previous is None:
-        pairs = homogeneous_pairs(normalised, count=params.fusion.homogeneous_pairs,
-                                  min_pair_std=params.fusion.min_pair_std, seed=seed)
-        pairs += simulator_pairs(sims, seed=seed, budgets=params.teachers.simulators.pair_budgets())
-        pairs = [dataclasses.replace(p, round=round_name) for p in pairs]
+        labeller = Labeller(normalised, weights, params.fusion.min_pair_std, rule=params.fusion.rule)
+        pairs = [p for split, ids in split_ids.items()
+                 for p in random_pairs(labeller, counts[split], seed=seed + (split == "val"), round_name=round_name,
+                                       split=split, videos=ids)]
+        pairs += [dataclasses.replace(p, round=round_name) for p in simulator_pairs(
+            sims, seed=seed, budgets=params.teachers.simulators.pair_budgets(), validation=held_out)]
     else:
-        pairs = _later_round_pairs(params, round_name, previous, table, normalised, student, sims, seed, log)
+        pairs = _later_round_pairs(params, round_name, previous, table, normalised, weights, sims, split_ids,
+                                   counts, held_out, seed, log)
     write_pairs(layout.pairs(round_name), pairs)
-    summary: dict[str, dict[str, int]] = {}
-    by_selection: dict[str, dict[str, int]] = {}
-    for p in pairs:
-        summary.setdefault(p.source, {}).setdefault(p.level_name, 0)
-        summary[p.source][p.level_name] += 1
-        row = by_selection.setdefault(p.round, {})
-        row[p.selection] = row.get(p.selection, 0) + 1
-    atomic_write_json(layout.pairs_summary(round_name), {"pairs": len(pairs), "by_source": summary,
-                                                          "by_round_and_selection": by_selection})
-    log(f"fuse: {len(pairs)} pairs " + json.dumps(summary, sort_keys=True))
+    summary = pair_summary(pairs, params.fusion.collapse_warning)
+    atomic_write_json(layout.pairs_summary(round_name), summary)
+    log(f"fuse: {len(pairs)} pairs ({summary['by_split']['train']} train, {summary['by_split'].get('val', 0)} "
+        f"validation) " + json.dumps(summary["by_kind"], sort_keys=True))
+    log("fuse: level shares of the training pairs by kind " + json.dumps(summary["labels"], sort_keys=True))
+    for warning in summary["warnings"]:
+        log(f"fuse: WARNING: {warning}")
     if previous is not None:
-        log("fuse: by round and selection " + json.dumps(by_selection, sort_keys=True))
+        log("fuse: by round and selection " + json.dumps(summary["by_round_and_selection"], sort_keys=True))
     return summary
 
 
-def _later_round_pairs(params: Params, round_name: str, previous: str, table: dict, normalised: dict,
-                       student: dict | None, sims: list, seed: int, log: Log) -> list:
+def aligned_teachers(params: Params, table: dict) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """Each teacher's corpus scores on the common scale, in the direction calibration chose, and
+    the weak teachers' weights (a dropped teacher weighs 0; the student is weighted by the
+    labeller, vqa.fusion.iteration.make_labeller)."""
+    from vqa.fusion import normalise_scores
+
+    calibration = {c["key"]: c for c in table.get("calibration", [])}
+    normalised, weights = {}, {}
+    for t in table["teachers"]:
+        c = calibration.get(t["key"])
+        higher = t["higher_is_better"] if c is None else t["higher_is_better"] != (c["action"] == "flip")
+        normalised[t["key"]] = normalise_scores(table["scores"].get(t["key"], {}), higher, params.fusion.alignment)
+        if t["kind"] != "student":
+            weights[t["key"]] = 1.0 if c is None else float(c["weight"])
+    return normalised, weights
+
+
+def pair_summary(pairs: list, collapse: float) -> dict:
+    """Counts by kind, split, source, round and selection; the five-level shares of the training
+    pairs of each kind; a warning when one level holds more than `collapse` of the teacher pairs."""
+    from vqa.fusion import LEVEL_NAMES, level_shares
+
+    by_source: dict[str, dict[str, int]] = {}
+    by_kind: dict[str, dict[str, int]] = {}
+    by_selection: dict[str, dict[str, int]] = {}
+    levels: dict[str, list[int]] = {}
+    by_split: dict[str, int] = {"train": 0}
+    for p in pairs:
+        row = by_source.setdefault(p.source, {})
+        row[p.level_name] = row.get(p.level_name, 0) + 1
+        row = by_kind.setdefault(p.kind, {})
+        row[p.split] = row.get(p.split, 0) + 1
+        row = by_selection.setdefault(p.round, {})
+        row[p.selection] = row.get(p.selection, 0) + 1
+        by_split[p.split] = by_split.get(p.split, 0) + 1
+        if p.split == "train":
+            levels.setdefault(p.kind, []).append(p.label)
+    labels = {kind: level_shares(v) for kind, v in sorted(levels.items())}
+    warnings = []
+    teacher = labels.get("teacher")
+    if teacher:
+        top = max(LEVEL_NAMES, key=lambda k: teacher[k])
+        if teacher[top] > collapse:
+            warnings.append(f"{teacher[top]:.0%} of the teacher pairs are {top!r} (more than {collapse:.0%}): "
+                            "the teachers' signal barely reaches the labels (see fusion.rule, fusion.calibration)")
+    return {"pairs": len(pairs), "by_split": by_split, "by_kind": by_kind, "labels": labels, "warnings": warnings,
+            "by_source": by_source, "by_round_and_selection": by_selection}
+
+
+def _later_round_pairs(params: Params, round_name: str, previous: str, table: dict, normalised: dict, weights: dict,
+                       sims: list, split_ids: dict, counts: dict, held_out: set[str], seed: int, log: Log) -> list:
     from vqa.fusion import iteration as it
-    from vqa.fusion import read_pairs
+    from vqa.fusion import random_pairs, read_pairs
 
     cfg = params.iteration
-    weak = [t["key"] for t in table["teachers"] if t["kind"] != "student"]
+    student = next((t for t in table["teachers"] if t["kind"] == "student"), None)
     mode = cfg.label_refinement if student else "off"
     if student is None and cfg.label_refinement != "off":
         log(f"fuse: no previous student among the teachers (rounds.{round_name}.student_as_teacher is false): "
             "weak teachers label, and no hard or gMAD pairs are mined")
-    labeller = it.make_labeller(normalised, weak, student, mode=mode, student_weight=cfg.student_weight,
-                                min_pair_std=params.fusion.min_pair_std,
+    labeller = it.make_labeller(normalised, weights, student, mode=mode, student_weight=cfg.student_weight,
+                                min_pair_std=params.fusion.min_pair_std, rule=params.fusion.rule,
                                 raw_student=table["scores"].get(student["key"]) if student else None)
     earlier = read_pairs(layout.pairs(previous)) if cfg.cumulative else []
     carried = it.carry_forward(earlier, labeller, previous)
     taken = it.pair_keys(carried)
-    fresh = it.random_pairs(labeller, cfg.homogeneous_pairs, seed=seed, round_name=round_name, exclude=taken)
+    fresh = [p for split, ids in split_ids.items()
+             for p in random_pairs(labeller, cfg.homogeneous_pairs if split == "train" else counts["val"],
+                                   seed=seed + (split == "val"), round_name=round_name, split=split, videos=ids,
+                                   exclude=taken)]
     taken |= it.pair_keys(fresh)
     gmad, hard = [], []
+    train_only = {k: {v: z for v, z in per.items() if v not in held_out} for k, per in normalised.items()}
+    weak = [k for k, w in weights.items() if w > 0]
     if student and cfg.gmad.enabled:
         # Not excluding pairs already in the set: on a small corpus random pairs cover most of
         # them, and a hard pair chosen again simply weighs more.
-        gmad = it.gmad_pairs(labeller, normalised, weak, student["key"], budget=cfg.gmad.pairs, bins=cfg.gmad.bins,
+        gmad = it.gmad_pairs(labeller, train_only, weak, student["key"], budget=cfg.gmad.pairs, bins=cfg.gmad.bins,
                              seed=seed, round_name=round_name)
     if student and cfg.hard_synthetic.enabled:
-        hard = it.hard_synthetic_pairs(sims, table.get("simulated_scores", {}), cutpoints=student.get("cutpoints"),
-                                       loss=student.get("loss", "five_level"), budget=cfg.hard_synthetic.pairs,
-                                       seed=seed, round_name=round_name)
+        hard = it.hard_synthetic_pairs([v for v in sims if v[1] not in held_out],
+                                       table.get("simulated", {}).get(student["key"], {}),
+                                       cutpoints=student.get("cutpoints"), loss=student.get("loss", "five_level"),
+                                       budget=cfg.hard_synthetic.pairs, seed=seed, round_name=round_name)
     if carried:
         changed = sum(1 for old, new in zip(earlier, carried) if old.label != new.label)
         log(f"fuse: {len(carried)} pairs of D1..D{params.round_names().index(previous) + 1} carried forward; "
@@ -434,26 +539,44 @@ def _suite_scores(suite, models: dict, params: Params, log: Log) -> dict[str, di
     return out
 
 
+def validation_suite(params: Params) -> "Suite | None":
+    """The validation set's figure as a suite: the simulated versions of the validation videos,
+    graded by their known level inside each (source, simulator) group. It chooses the champion
+    and the defaults; no reported suite or benchmark does."""
+    from vqa.evaluation.suites import Suite, SuiteItem
+
+    from vqa.fusion.split import is_validation
+
+    items = [SuiteItem(Path(v["path"]), f"{v['source_id'][:12]}/{v['simulator']}", -float(v["level"]),
+                       {"ood": False, "source": v["source_id"]}) for v in _simulated()
+             if is_validation(v["source_id"], params.validation.fraction, params.seed)]
+    return Suite(VALIDATION, items, "validation") if items else None
+
+
 def evaluate(params: Params, round_name: str, log: Log = print) -> dict:
     from vqa.evaluation import correlate, load_known_order, load_mos_csv
     from vqa.registry import configure_tracking, load_registered_student
     from vqa.student.checkpoint import load_student
 
+    table = read_json(layout.teacher_scores(round_name))
     models: dict[str, dict] = {f"student_{round_name}": {"kind": "student", "model": load_student(layout.student(round_name))}}
-    for t in read_json(layout.teacher_scores(round_name))["teachers"]:
+    for t in table["teachers"]:
         if t["kind"] == "student":
             configure_tracking(params.mlflow)
             models[t["name"]] = {"kind": "student", "model": load_registered_student(f"models:/{params.mlflow.model_name}/{t['version']}")[0]}
         else:
             models[t["name"]] = {"kind": t["kind"], "key": t["key"], "name": t["name"],
                                  "higher_is_better": t["higher_is_better"], "uri": t.get("uri")}
+    calibration = {c["key"]: c for c in table.get("calibration", [])}
 
-    suites = [load_known_order(params.evaluation.known_order_suite)]
-    ugc = Path(params.evaluation.ugc_smoke) / "labels.csv"
-    if ugc.exists():
-        suites.append(load_mos_csv(ugc, "ugc_smoke"))
-    else:
-        log(f"evaluate: {ugc} not found: the ugc-smoke suite is skipped")
+    suites = [s for s in [validation_suite(params)] if s is not None]
+    suites.append(load_known_order(params.evaluation.known_order_suite))
+    if params.evaluation.ugc_smoke:
+        ugc = Path(params.evaluation.ugc_smoke) / "labels.csv"
+        if ugc.exists():
+            suites.append(load_mos_csv(ugc, "ugc_smoke"))
+        else:
+            log(f"evaluate: {ugc} not found: the ugc-smoke suite is skipped")
 
     # Local copies of real benchmarks (params evaluation.benchmarks): evaluated every round.
     from vqa.evaluation.benchmarks import load_benchmark, resolve_benchmarks
@@ -461,6 +584,9 @@ def evaluate(params: Params, round_name: str, log: Log = print) -> dict:
 
     roles = {}
     for spec in resolve_benchmarks(params.evaluation.benchmarks, base=Path.cwd()):
+        if spec.optional and not spec.labels.exists():
+            log(f"evaluate: {spec.name}: {spec.labels} not found: skipped (optional)")
+            continue
         bench = load_benchmark(spec)
         log(f"evaluate: {bench.summary()}")
         suites.append(suite_from_benchmark(bench))
@@ -468,30 +594,40 @@ def evaluate(params: Params, round_name: str, log: Log = print) -> dict:
 
     metrics = {"round": round_name, "models": {name: {} for name in models}, "suites": {}}
     details = {}
+    teachers = [n for n, m in models.items() if m["kind"] in ("homogeneous", "registry")]
+    student = f"student_{round_name}"
     for suite in suites:
         if suite.missing:
             log(f"evaluate: {suite.name}: {len(suite.missing)} listed videos are missing, e.g. {suite.missing[0]}")
         scores = _suite_scores(suite, models, params, log)
-        teachers = [n for n, m in models.items() if m["kind"] in ("homogeneous", "registry")]
-        if len(teachers) > 1:  # the fused teacher signal, as fusion sees it (aligned, averaged)
-            scores[ENSEMBLE] = _ensemble(scores, teachers, params.fusion.alignment)
+        if len(teachers) > 1:  # the fused teacher signal, as fusion sees it (calibrated, aligned, weighted)
+            scores[ENSEMBLE] = fused_ensemble(scores, {n: models[n]["key"] for n in teachers}, calibration,
+                                              params.fusion.alignment)
             metrics["models"].setdefault(ENSEMBLE, {})
         metrics["suites"][suite.name] = {"videos": len({str(i.path) for i in suite.items}), "missing": len(suite.missing)}
         for name, by_path in scores.items():
             res = correlate(suite, by_path, min_group_size=params.evaluation.min_group_size)
             details.setdefault(suite.name, {})[name] = res
-            metrics["models"][name][suite.name] = {k: _finite(res["all"][k]) for k in ("srcc", "plcc")}
-            for subset in ("in_domain", "ood"):
-                if subset in res:
-                    metrics["models"][name][f"{suite.name}_{subset}"] = {k: _finite(res[subset][k]) for k in ("srcc", "plcc")}
-        if teachers:
-            student = f"student_{round_name}"
+            for key, sub in _subsets(suite, res, params.evaluation.report_group_min).items():
+                metrics["models"][name][key] = {k: _finite(sub[k]) for k in ("srcc", "plcc")}
+        if teachers and suite.kind != "validation":
             for key, gain in _w2s_gains(suite, scores, student, teachers, details[suite.name], params).items():
                 metrics.setdefault("w2s_gain", {})[key] = gain
+                vs = gain.get("vs_ensemble") or {}
                 log(f"evaluate: W2S gain on {key}: {student} - {gain['best_teacher']} = SRCC "
-                    f"{_signed(gain['srcc'])} [{_signed(gain['low'])}, {_signed(gain['high'])}]")
+                    f"{_signed(gain['srcc'])} [{_signed(gain['low'])}, {_signed(gain['high'])}]"
+                    + (f"; - {ENSEMBLE} = {_signed(vs.get('srcc'))} [{_signed(vs.get('low'))}, "
+                       f"{_signed(vs.get('high'))}]" if vs else ""))
     if roles:
         _overall_by_role(metrics, roles)
+    if layout.pairs_summary(round_name).exists():
+        summary = read_json(layout.pairs_summary(round_name))
+        metrics["labels"] = summary.get("labels", {})
+        metrics["warnings"] = summary.get("warnings", [])
+    if calibration:
+        metrics["calibration"] = {c["name"]: {k: c[k] for k in ("known_order_accuracy", "corpus_agreement",
+                                                                 "direction", "action", "weight")}
+                                  for c in calibration.values()}
     atomic_write_json(layout.metrics(round_name), metrics)
     atomic_write_json(layout.evaluation_details(round_name), details)
     from vqa.evaluation.report import write_round_report
@@ -499,11 +635,34 @@ def evaluate(params: Params, round_name: str, log: Log = print) -> dict:
     names = params.round_names()
     earlier = [read_json(layout.metrics(r)) for r in names[: names.index(round_name)] if layout.metrics(r).exists()]
     write_round_report(metrics, earlier, layout.report_dir(round_name))
+    for warning in metrics.get("warnings", []):
+        log(f"evaluate: WARNING (fusion): {warning}")
     log(f"evaluate: wrote {layout.metrics(round_name)} and {layout.report_dir(round_name)}/")
     return metrics
 
 
 ENSEMBLE = "teacher_ensemble"
+VALIDATION = "validation"
+
+
+def group_key(suite: str, group: str) -> str:
+    """metrics key of one group of a MOS suite, e.g. ugc_mos / KoNViD-1k -> ugc_mos_konvid_1k."""
+    slug = "".join(c if c.isalnum() else "_" for c in group.lower()).strip("_")
+    return f"{suite}_{slug}"
+
+
+def _subsets(suite, res: dict, group_min: int) -> dict[str, dict]:
+    """metrics key -> correlation summary: the whole suite; a known-order suite's in-domain and
+    OOD parts; a MOS suite's groups of at least `group_min` videos (reported on their own)."""
+    out = {suite.name: res["all"]}
+    for subset in ("in_domain", "ood"):
+        if subset in res and res[subset]["groups"]:
+            out[f"{suite.name}_{subset}"] = res[subset]
+    if suite.kind == "mos":
+        for group, g in res["groups"].items():
+            if g["n"] >= group_min:
+                out[group_key(suite.name, group)] = g
+    return out
 
 
 def _overall_by_role(metrics: dict, roles: dict[str, str]) -> None:
@@ -521,41 +680,66 @@ def _overall_by_role(metrics: dict, roles: dict[str, str]) -> None:
                     [sizes[n] for n in names])) for k in ("srcc", "plcc")}
 
 
-def _ensemble(scores: dict[str, dict[str, float]], teachers: list[str], alignment: str) -> dict[str, float]:
-    """Per video: the mean of the teachers' aligned scores (those that scored it)."""
-    import numpy as np
+def fused_ensemble(scores: dict[str, dict[str, float]], teacher_keys: dict[str, str], calibration: dict,
+                   alignment: str) -> dict[str, float]:
+    """Per video, the teachers' mean as fusion forms it (vqa.fusion.rules.ensemble_moments): each
+    teacher's scores (higher = better as declared) aligned, flipped where calibration flips it,
+    and weighted by its calibrated weight (equal without calibration)."""
+    from vqa.fusion import normalise_scores
+    from vqa.fusion.rules import ensemble_moments
 
-    from vqa.fusion.pairs import normalise_scores
-
-    aligned = [normalise_scores(scores[t], True, alignment) for t in teachers]  # scores are higher = better
-    paths = sorted(set().union(*aligned))
-    return {p: float(np.mean([a[p] for a in aligned if p in a])) for p in paths}
+    aligned, weights = {}, {}
+    for name, key in teacher_keys.items():
+        c = calibration.get(key)
+        flip = c is not None and c["action"] == "flip"
+        aligned[name] = normalise_scores(scores[name], not flip, alignment)
+        weights[name] = 1.0 if c is None else float(c["weight"])
+    if not any(w > 0 for w in weights.values()):
+        weights = {n: 1.0 for n in weights}
+    return {v: m.mean for v, m in sorted(ensemble_moments(aligned, weights).items())}
 
 
 def _w2s_gains(suite, scores: dict, student: str, teachers: list[str], results: dict, params: Params) -> dict:
-    """Student minus the best single teacher (by SRCC on that subset), with a stratified paired
-    bootstrap 95 % CI over the suite's groups, for the whole suite and its in-domain/OOD parts."""
+    """Student minus the best single teacher (by SRCC on that subset), and student minus the
+    teacher ensemble, each with a stratified paired bootstrap 95 % CI over the suite's groups: for
+    the whole suite, its in-domain/OOD parts, and a MOS suite's large groups on their own."""
     from vqa.evaluation.metrics import grouped_paired_diff
 
-    subsets = [("all", lambda it: True)]
+    subsets = [("all", suite.name, lambda it: True)]
     if suite.kind == "known_order":
-        subsets += [("in_domain", lambda it: not it.tags["ood"]), ("ood", lambda it: it.tags["ood"])]
-    out = {}
-    for subset, keep in subsets:
-        ranked = [(results[t][subset]["srcc"], t) for t in teachers if subset in results[t]
-                  and math.isfinite(results[t][subset]["srcc"])]
-        if not ranked or subset not in results.get(student, {}):
-            continue
-        best = max(ranked)[1]
+        subsets += [("in_domain", f"{suite.name}_in_domain", lambda it: not it.tags["ood"]),
+                    ("ood", f"{suite.name}_ood", lambda it: it.tags["ood"])]
+    if suite.kind == "mos":
+        big = [g for g, r in results.get(student, {}).get("groups", {}).items()
+               if r["n"] >= params.evaluation.report_group_min]
+        subsets += [(("group", g), group_key(suite.name, g), (lambda it, g=g: it.group == g)) for g in big]
+
+    def summary(name, subset):
+        r = results.get(name, {})
+        if isinstance(subset, tuple):
+            return r.get("groups", {}).get(subset[1])
+        return r.get(subset)
+
+    def diff(other, keep):
         items = [it for it in suite.items if keep(it)]
-        diff, low, high = grouped_paired_diff(
+        d, low, high = grouped_paired_diff(
             [scores[student].get(str(it.path), math.nan) for it in items],
-            [scores[best].get(str(it.path), math.nan) for it in items],
+            [scores[other].get(str(it.path), math.nan) for it in items],
             [it.target for it in items], [it.group for it in items],
             weighted=suite.kind == "mos", min_group_size=params.evaluation.min_group_size, n_boot=1000,
             seed=params.seed)
-        key = suite.name if subset == "all" else f"{suite.name}_{subset}"
-        out[key] = {"best_teacher": best, "srcc": _finite(diff), "low": _finite(low), "high": _finite(high)}
+        return {"srcc": _finite(d), "low": _finite(low), "high": _finite(high)}
+
+    out = {}
+    for subset, key, keep in subsets:
+        ranked = [(summary(t, subset)["srcc"], t) for t in teachers
+                  if summary(t, subset) is not None and math.isfinite(summary(t, subset)["srcc"])]
+        if not ranked or summary(student, subset) is None:
+            continue
+        best = max(ranked)[1]
+        out[key] = {"best_teacher": best, **diff(best, keep)}
+        if ENSEMBLE in scores:
+            out[key]["vs_ensemble"] = diff(ENSEMBLE, keep)
     return out
 
 
@@ -603,10 +787,17 @@ def register(params: Params, round_name: str, log: Log = print) -> dict:
                                step=row["epoch"])
         flat_metrics = {k: v for k, v in _flatten("", metrics["models"], {}).items() if isinstance(v, (int, float))}
         mlflow.log_metrics(flat_metrics)
-        gains = metrics.get("w2s_gain", {})  # student minus the best teacher, with its CI
-        mlflow.log_metrics({f"w2s_gain.{suite}.{k}": v for suite, g in gains.items() for k, v in g.items()
-                            if k in ("srcc", "low", "high") and v is not None})
-        mlflow.set_tags({f"w2s_gain.{suite}.best_teacher": g["best_teacher"] for suite, g in gains.items()})
+        # student minus the best teacher and minus the ensemble, with CIs; label shares; calibration
+        numbers = {f"w2s_gain.{k}": v for k, v in _flatten("", metrics.get("w2s_gain", {}), {}).items()
+                   if isinstance(v, (int, float))}
+        numbers |= {f"labels.{k}": v for k, v in _flatten("", metrics.get("labels", {}), {}).items()}
+        numbers |= {f"calibration.{k}": v for k, v in _flatten("", metrics.get("calibration", {}), {}).items()
+                    if isinstance(v, (int, float))}
+        mlflow.log_metrics(numbers)
+        mlflow.set_tags({f"w2s_gain.{suite}.best_teacher": g["best_teacher"]
+                         for suite, g in metrics.get("w2s_gain", {}).items()})
+        mlflow.set_tags({f"calibration.{name}": f"{c['direction']}, {c['action']}"
+                         for name, c in metrics.get("calibration", {}).items()})
         for path in (layout.pairs(round_name), layout.pairs_summary(round_name), layout.teacher_scores(round_name),
                      layout.train_history(round_name), layout.metrics(round_name), layout.evaluation_details(round_name)):
             mlflow.log_artifact(str(path), artifact_path="round")
@@ -614,9 +805,9 @@ def register(params: Params, round_name: str, log: Log = print) -> dict:
         lin.log_to_run(lineage)
         reg = log_and_register_student(layout.student(round_name), params.mlflow, aliases=[params.mlflow.teacher_alias])
         lin.tag_model_version(reg.name, reg.version, lineage, run_id=reg.run_id)
-        from vqa.registry.champion import ood_figure, update_champion
+        from vqa.registry.champion import selection_figure, update_champion
 
-        figure, value = ood_figure(metrics, f"student_{round_name}")
+        figure, value = selection_figure(metrics, f"student_{round_name}")
         champion = update_champion(reg.name, reg.version, figure, value, alias=params.mlflow.champion_alias)
         mlflow.set_tags({f"champion.{k}": str(v) for k, v in champion.items()})
     out = {"model_name": reg.name, "version": reg.version, "run_id": reg.run_id, "uri": reg.uri,

@@ -1,9 +1,10 @@
 """The `champion` alias: it moves to a new student only when that student beats the current
-champion out of distribution, and every decision is recorded (run tags, registered.json).
+champion on the validation figure, and every decision is recorded (run tags, registered.json).
 
-The OOD figure is the round's size-weighted `overall_ood` SRCC over configured OOD benchmarks when
-there are any, else the built-in known-order suite's OOD part. Each registered version keeps its
-figure as a tag, so a later round compares against the champion's own number.
+The validation figure is the known-order SRCC of the student on the validation set (the held-out
+videos' simulated versions, vqa.pipeline.steps.validation_suite): the one set that chooses. The
+reported suites and the human-rated benchmarks never move the alias. Each registered version
+keeps its figure as a tag, so a later round compares against the champion's own number.
 """
 from __future__ import annotations
 
@@ -11,22 +12,21 @@ import math
 
 import mlflow
 
-OOD_FIGURES = ("overall_ood", "known_order_ood")
+SELECTION_FIGURE = "validation"
 
 
-def ood_figure(metrics: dict, student: str) -> tuple[str, float | None]:
-    """(which figure, its SRCC) of this student in a round's metrics.json."""
-    row = metrics["models"].get(student, {})
-    for key in OOD_FIGURES:
-        value = (row.get(key) or {}).get("srcc")
-        if value is not None and math.isfinite(value):
-            return key, float(value)
+def selection_figure(metrics: dict, student: str) -> tuple[str, float | None]:
+    """(which figure, its SRCC) of this student in a round's metrics.json: the validation figure
+    only ("", None when the round has no validation set)."""
+    value = (metrics["models"].get(student, {}).get(SELECTION_FIGURE) or {}).get("srcc")
+    if value is not None and math.isfinite(value):
+        return SELECTION_FIGURE, float(value)
     return "", None
 
 
 def update_champion(model_name: str, version: str, figure: str, value: float | None, alias: str = "champion",
                     client: mlflow.MlflowClient | None = None) -> dict:
-    """Tag the version with its OOD figure; move the alias if it beats the champion (or there is
+    """Tag the version with its figure; move the alias if it beats the champion (or there is
     none). Returns the decision."""
     client = client or mlflow.MlflowClient()
     try:
@@ -34,13 +34,13 @@ def update_champion(model_name: str, version: str, figure: str, value: float | N
     except mlflow.exceptions.MlflowException:
         current = None
     if value is not None:
-        client.set_model_version_tag(model_name, version, f"w2s.ood.{figure}", repr(value))
+        client.set_model_version_tag(model_name, version, f"w2s.select.{figure}", repr(value))
     previous = None
     if current is not None and figure:
-        raw = current.tags.get(f"w2s.ood.{figure}")
+        raw = current.tags.get(f"w2s.select.{figure}")
         previous = float(raw) if raw is not None else None
     if value is None:
-        promoted, reason = False, "this student has no OOD figure"
+        promoted, reason = False, "this student has no validation figure"
     elif current is None:
         promoted, reason = True, "no champion yet"
     elif previous is None:

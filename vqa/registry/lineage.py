@@ -157,10 +157,12 @@ def dvc_remote(root: str | Path = ".") -> dict:
     try:
         from dvc.config import Config
 
-        config = Config(dvc_dir=str(Path(root) / ".dvc"))
+        here = Path(root).resolve()  # a project in a subfolder uses its repository's .dvc
+        dvc_dir = next(p / ".dvc" for p in (here, *here.parents) if (p / ".dvc").is_dir())
+        config = Config(dvc_dir=str(dvc_dir))
         name = config["core"].get("remote")
         url = config["remote"][name]["url"] if name else None
-    except Exception:  # no DVC repo, a broken config: lineage without a remote
+    except Exception:  # no DVC repo (StopIteration), a broken config: lineage without a remote
         return {"name": None, "url": None}
     return {"name": name, "url": url}
 

@@ -63,13 +63,24 @@ class SimulatedVideo:
     path: str
 
 
-def pick_sources(video_ids: list[str], count: int, seed: int) -> list[str]:
-    """A seeded subset of the corpus, independent of manifest order."""
+def pick_sources(video_ids: list[str], count: int, seed: int, *, validation: set[str] = frozenset(),
+                 validation_share: float = 0.0) -> list[str]:
+    """A seeded subset of the corpus, independent of manifest order. With validation videos,
+    round(count x validation_share) of the sources are drawn from them (as many as there are)
+    and the rest from the other videos, so the validation figure has known-order groups of its own."""
     ids = sorted(video_ids)
     if count >= len(ids):
         return ids
     rng = np.random.default_rng(seed)
-    return sorted(rng.choice(ids, size=count, replace=False).tolist())
+    if not validation or validation_share <= 0:
+        return sorted(rng.choice(ids, size=count, replace=False).tolist())
+    held = [v for v in ids if v in validation]
+    rest = [v for v in ids if v not in validation]
+    n_val = min(len(held), int(round(count * validation_share)))
+    n_train = min(len(rest), count - n_val)
+    picked = rng.choice(rest, size=n_train, replace=False).tolist() if n_train else []
+    picked += rng.choice(held, size=n_val, replace=False).tolist() if n_val else []
+    return sorted(picked)
 
 
 def _check_levels(simulator: str, levels: list[float]) -> None:
@@ -82,26 +93,42 @@ def _check_levels(simulator: str, levels: list[float]) -> None:
 _TAG = "vqa-simulator "
 
 
-def _spec(source_id: str, simulator: str, value: float, seed: int, crf: int, preset: str) -> dict:
+@dataclass(frozen=True)
+class Extent:
+    """How much of a source a version keeps: the longer side in pixels and the first seconds
+    (None: all). Real clips can be long and 1080p; the known order needs neither."""
+
+    max_side: int | None = None
+    max_seconds: float | None = None
+
+
+FULL = Extent()
+
+
+def _spec(source_id: str, simulator: str, value: float, seed: int, crf: int, preset: str, extent: Extent) -> dict:
     version = {c.name: c.version for c in SIMULATOR_CARDS}[simulator]
-    return {"source": source_id, "simulator": f"{simulator}@{version}", "value": float(value),
+    spec = {"source": source_id, "simulator": f"{simulator}@{version}", "value": float(value),
             "seed": int(seed) if simulator in RANDOM_SIMULATORS else None, "crf": int(crf), "preset": preset}
+    if extent != FULL:  # only then: versions made before extents existed keep their tags
+        spec["extent"] = [extent.max_side, extent.max_seconds]
+    return spec
 
 
-def _version_tag(source_id: str, simulator: str, value: float, seed: int, crf: int, preset: str) -> str:
+def _version_tag(source_id: str, simulator: str, value: float, seed: int, crf: int, preset: str,
+                 extent: Extent = FULL) -> str:
     """What made a version, kept in its ``comment`` tag: the file name alone (level index) does
-    not change when levels, seed or CRF do, and a stale file must not be resumed."""
+    not change when levels, seed, CRF or extent do, and a stale file must not be resumed."""
     import hashlib
 
-    spec = _spec(source_id, simulator, value, seed, crf, preset)
+    spec = _spec(source_id, simulator, value, seed, crf, preset, extent)
     return _TAG + hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _metadata(source_id: str, simulator: str, level: int, value: float, seed: int, crf: int, preset: str,
-              **extra) -> dict[str, str]:
+              extent: Extent = FULL, **extra) -> dict[str, str]:
     """Container tags: the resume hash and readable provenance (the file is self-describing)."""
-    info = _spec(source_id, simulator, value, seed, crf, preset) | {"level": int(level)} | extra
-    return {"comment": _version_tag(source_id, simulator, value, seed, crf, preset),
+    info = _spec(source_id, simulator, value, seed, crf, preset, extent) | {"level": int(level)} | extra
+    return {"comment": _version_tag(source_id, simulator, value, seed, crf, preset, extent),
             "description": json.dumps(info, sort_keys=True)}
 
 
@@ -138,20 +165,22 @@ def codec_version_path(out_dir: str | Path, source_id: str, simulator: str, crf:
 def _codec_one(job: tuple) -> SimulatedVideo:
     from vqa.video.encode import reencode
 
-    source_id, src, out_dir, simulator, level, crf, preset = job
+    source_id, src, out_dir, simulator, level, crf, preset, extent = job
     dst = codec_version_path(out_dir, source_id, simulator, crf)
-    meta = _metadata(source_id, simulator, level, crf, 0, crf, preset)
+    meta = _metadata(source_id, simulator, level, crf, 0, crf, preset, extent)
     # Atomic writes: an existing file with the right tag is complete and current.
     if not _is_current(dst, meta["comment"]):
-        reencode(src, dst, codec=CODEC_SIMULATORS[simulator], crf=crf, preset=preset, metadata=meta)
+        reencode(src, dst, codec=CODEC_SIMULATORS[simulator], crf=crf, preset=preset, max_side=extent.max_side,
+                 max_seconds=extent.max_seconds, metadata=meta)
     return SimulatedVideo(source_id, simulator, level, float(crf), dst.as_posix())
 
 
 def simulate_codec(
     sources: list[tuple[str, str]], out_dir: str | Path, *, simulator: str, crfs: list[int], preset: str,
-    workers: int = 2,
+    workers: int = 2, extent: Extent = FULL,
 ) -> list[SimulatedVideo]:
-    """Re-encode each (source_id, path) at every CRF level with the simulator's codec.
+    """Re-encode each (source_id, path) at every CRF level with the simulator's codec (within
+    `extent`).
 
     Resumes: a version whose tags match (source, CRF, preset, codec version) is skipped.
     """
@@ -164,7 +193,7 @@ def simulate_codec(
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     # One job per (source, level), not per source: a slow codec (x265 veryslow, seconds per
     # encode) then balances over the workers even with fewer sources than workers.
-    jobs = [(sid, str(path), str(out_dir), simulator, k, crf, preset)
+    jobs = [(sid, str(path), str(out_dir), simulator, k, crf, preset, extent)
             for sid, path in sources for k, crf in enumerate(crfs, start=1)]
     return list(bounded_map(_codec_one, jobs, workers if len(jobs) > 1 else 1))
 
@@ -239,14 +268,19 @@ def _frames_one(job: tuple) -> list[SimulatedVideo]:
     from vqa.video import iter_frames
     from vqa.video.encode import video_fps, write_video
 
-    source_id, src, out_dir, simulator, levels, seed, crf, preset = job
-    tags = {k: _version_tag(source_id, simulator, v, seed, crf, preset) for k, v in enumerate(levels, start=1)}
+    source_id, src, out_dir, simulator, levels, seed, crf, preset, extent = job
+    tags = {k: _version_tag(source_id, simulator, v, seed, crf, preset, extent) for k, v in enumerate(levels, start=1)}
     # Atomic writes: an existing file with the right tag is complete and current.
     todo = [(k, v) for k, v in enumerate(levels, start=1)
             if not _is_current(frame_version_path(out_dir, source_id, simulator, k), tags[k])]
     if todo:
-        # One decode serves every level; a demo clip (~100 frames, <= 540p) fits in memory.
-        frames = [f for _, f in iter_frames(src)]
+        # One decode serves every level; a demo clip (~100 frames, <= 540p) fits in memory, and
+        # the extent bounds a long or large real clip.
+        frames = []
+        for t, f in iter_frames(src, max_side=extent.max_side):
+            if extent.max_seconds is not None and t >= extent.max_seconds and frames:
+                break
+            frames.append(f)
         fps = video_fps(src)
         shifts = jitter_shifts(levels, *frames[0].shape[:2]) if simulator == "jitter" else None
         for k, value in todo:
@@ -258,7 +292,8 @@ def _frames_one(job: tuple) -> list[SimulatedVideo]:
             arg = shifts[k - 1] if shifts else value
             write_video(frame_version_path(out_dir, source_id, simulator, k),
                         _level_frames(simulator, frames, arg, rng), fps=fps, codec="libx264", crf=crf,
-                        preset=preset, metadata=_metadata(source_id, simulator, k, value, seed, crf, preset, **extra))
+                        preset=preset, metadata=_metadata(source_id, simulator, k, value, seed, crf, preset, extent,
+                                                          **extra))
         del frames
     return [SimulatedVideo(source_id, simulator, k, float(v), frame_version_path(out_dir, source_id, simulator, k).as_posix())
             for k, v in enumerate(levels, start=1)]
@@ -274,6 +309,7 @@ def simulate_frames(
     workers: int = 2,
     crf: int = 12,
     preset: str = "fast",
+    extent: Extent = FULL,
 ) -> list[SimulatedVideo]:
     """Apply a frame simulator (FRAME_SIMULATORS) at every level to each (source_id, path).
 
@@ -288,7 +324,8 @@ def simulate_frames(
     from vqa.parallel import bounded_map
 
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    jobs = [(sid, str(path), str(out_dir), simulator, levels, int(seed), int(crf), preset) for sid, path in sources]
+    jobs = [(sid, str(path), str(out_dir), simulator, levels, int(seed), int(crf), preset, extent)
+            for sid, path in sources]
     # Spawning a pool costs more than one small job saves.
     results = bounded_map(_frames_one, jobs, workers if len(jobs) > 1 else 1)
     return [v for group in results for v in group]

@@ -8,6 +8,7 @@ a temporary name in the destination folder and renamed, so readers never see hal
 """
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from fractions import Fraction
@@ -197,13 +198,15 @@ def reencode(
     crf: int,
     preset: str = "medium",
     max_side: int | None = None,
+    max_seconds: float | None = None,
     pix_fmt: str = "yuv420p",
     metadata: Mapping[str, str] | None = None,
 ) -> None:
     """Decode ``src`` and encode it again to ``dst`` at the same nominal frame rate.
 
     Frames stay in YUV (no RGB round trip) and are retimed to a constant rate; ``max_side``
-    shrinks (area filter) so that the longer side fits. For libx264, CRF above 51 is clamped
+    shrinks (area filter) so that the longer side fits; ``max_seconds`` keeps the frames of the
+    first that many seconds (at the nominal rate). For libx264, CRF above 51 is clamped
     to 51, so e.g. levels 24/36/48/63 give strictly decreasing quality with 63 == 51.
     ``metadata``: container tags, as in ``write_video``.
     """
@@ -214,7 +217,10 @@ def reencode(
             s = c.streams.video[0]
             s.codec_context.thread_count = 1
             size = None
-            for frame in c.decode(s):
+            limit = None if max_seconds is None else max(1, int(math.ceil(max_seconds * rate)))
+            for index, frame in enumerate(c.decode(s)):
+                if limit is not None and index >= limit:
+                    break
                 if size is None:
                     size = _fit(frame.width, frame.height, max_side)
                 if (frame.width, frame.height) != size or frame.format.name != pix_fmt:
