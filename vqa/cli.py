@@ -284,6 +284,20 @@ def cmd_project_init(args) -> int:
     return 0
 
 
+def cmd_experiment_run(args) -> int:
+    from vqa.pipeline.experiments import run_experiment
+
+    run_experiment(args.project, args.name, args.set or [], rounds=args.rounds, log=log)
+    return 0
+
+
+def cmd_experiment_table(args) -> int:
+    from vqa.pipeline.experiments import experiment_table
+
+    print(experiment_table(args.project))
+    return 0
+
+
 def cmd_bench_score(args) -> int:
     import json
 
@@ -431,6 +445,18 @@ def build_parser() -> argparse.ArgumentParser:
     pi.add_argument("--corpus", required=True, help="the folder of videos to import")
     pi.add_argument("--model-name", help="registered MLflow model name (default: w2s-vqa-<folder name>)")
     pi.set_defaults(func=cmd_project_init)
+
+    ex = sub.add_parser("experiment", help="ablations as DVC experiments kept in git (experiments/ of a project)")
+    ex = ex.add_subparsers(dest="experiment_cmd", required=True)
+    er = ex.add_parser("run", help="dvc exp run with params overrides; results to <project>/experiments/<name>/")
+    er.add_argument("--project", default=".")
+    er.add_argument("--name", required=True)
+    er.add_argument("-S", "--set", action="append", help="params override key=value (repeatable)")
+    er.add_argument("--rounds", type=int, help="only the first N rounds (default: all)")
+    er.set_defaults(func=cmd_experiment_run)
+    et = ex.add_parser("table", help="the experiments' student figures and commands as a Markdown table")
+    et.add_argument("--project", default=".")
+    et.set_defaults(func=cmd_experiment_table)
     return p
 
 

@@ -1,0 +1,106 @@
+"""Ablations and levers as DVC experiments whose results are kept in git.
+
+`vqa experiment run --project runs/ugc --name rule-paper -S fusion.rule=paper` runs
+`dvc exp run -n rule-paper -S params.yaml:fusion.rule=paper` in the project's workspace (so the
+content-addressed caches serve it: only what the change touches is computed), then:
+
+- copies each round's metrics.json to experiments/<name>/<round>.json, with experiment.json
+  naming the command, the overrides and the DVC experiment it came from;
+- lists those files in experiments/dvc.yaml (top-level metrics), so `dvc metrics show` shows
+  every experiment beside the project's own rounds;
+- puts the workspace back: params.yaml and dvc.lock as they were, outputs checked out again.
+
+Every experiment registers its students under its own MLflow model name (<model_name>-<name>),
+so the project's registry, its `teacher` and `champion` aliases, are never touched.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from vqa.io import atomic_write_json, atomic_write_text
+
+EXPERIMENTS = "experiments"
+NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
+
+
+def _metrics_index(folder: Path) -> None:
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.glob("*/round*.json"))
+    atomic_write_text(folder / "dvc.yaml", "# experiments of this project (vqa experiment run); read by `dvc metrics show`\n"
+                      + yaml.safe_dump({"metrics": files}, sort_keys=False))
+
+
+def run_experiment(project: str | Path, name: str, overrides: list[str], *, rounds: int | None = None,
+                   log: Callable[[str], None] = print, run_dvc=None) -> dict:
+    """Run one experiment (see the module doc); returns its experiment.json record."""
+    from flows.w2s import run_dvc as default_run_dvc
+    from vqa.config import load_params
+
+    run_dvc = run_dvc or default_run_dvc
+    proj = Path(project)
+    if not NAME.match(name):
+        raise ValueError(f"experiment name {name!r}: use lower-case letters, digits and '-' (at most 41)")
+    for o in overrides:
+        if "=" not in o:
+            raise ValueError(f"-S {o!r}: expected key=value (a dotted params.yaml key)")
+    params = load_params(proj / "params.yaml")
+    names = params.round_names()[: rounds or None]
+    model = f"{params.mlflow.model_name}-{name}"
+    sets = [*overrides, f"mlflow.model_name={model}"]
+    args = ["exp", "run", "-f", "-n", name] + [a for o in sets for a in ("-S", f"params.yaml:{o}")]
+    if rounds:
+        args.append(f"register@{names[-1]}")
+    saved = {f: (proj / f).read_bytes() for f in ("params.yaml", "dvc.lock") if (proj / f).exists()}
+    command = "dvc " + " ".join(shlex.quote(a) for a in args)
+    log(f"experiment {name}: {command} (in {proj})")
+    try:
+        run_dvc(proj, args)
+        folder = proj / EXPERIMENTS / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("round*.json"):
+            old.unlink()
+        for r in names:
+            src = proj / "artifacts" / r / "metrics.json"
+            (folder / f"{r}.json").write_bytes(src.read_bytes())
+        record = {"name": name, "overrides": overrides, "rounds": names, "mlflow_model": model,
+                  "command": f"vqa experiment run --project {proj.as_posix()} --name {name}"
+                             + "".join(f" -S {shlex.quote(o)}" for o in overrides)
+                             + (f" --rounds {rounds}" if rounds else ""),
+                  "dvc_command": command, "dvc_experiment": name}
+        atomic_write_json(folder / "experiment.json", record)
+        _metrics_index(proj / EXPERIMENTS)
+    finally:  # the workspace goes back to the baseline, whatever happened
+        for f, data in saved.items():
+            (proj / f).write_bytes(data)
+        run_dvc(proj, ["checkout", "-q", "-f"])
+    log(f"experiment {name}: results in {proj / EXPERIMENTS / name}")
+    return record
+
+
+def _figure(metrics: dict, student: str, key: str):
+    return (metrics["models"].get(student, {}).get(key) or {}).get("srcc")
+
+
+def experiment_table(project: str | Path, keys: tuple[str, ...] = ("validation", "known_order_ood", "ugc_mos",
+                                                                   "ugc_mos_konvid_1k")) -> str:
+    """Markdown: per experiment and round, the student's SRCC on the validation set (what chose)
+    and on the reported suites, with the experiment's command."""
+    proj = Path(project)
+    rows = []
+    for folder in sorted((proj / EXPERIMENTS).glob("*/experiment.json")):
+        rec = json.loads(folder.read_text())
+        for r in rec["rounds"]:
+            path = folder.parent / f"{r}.json"
+            if not path.exists():
+                continue
+            m = json.loads(path.read_text())
+            cells = [_figure(m, f"student_{r}", k) for k in keys]
+            rows.append(f"| {rec['name']} | {r} | " + " | ".join("n/a" if c is None else f"{c:+.3f}" for c in cells)
+                        + f" | `{rec['command']}` |")
+    head = "| experiment | round | " + " | ".join(keys) + " | command |"
+    return "\n".join([head, "|---|---|" + "---|" * len(keys) + "---|"] + rows)
