@@ -77,7 +77,9 @@ def run_experiment(project: str | Path, name: str, overrides: list[str], *, roun
     finally:  # the workspace goes back to the baseline, whatever happened
         for f, data in saved.items():
             (proj / f).write_bytes(data)
-        run_dvc(proj, ["checkout", "-q", "-f"])
+        locked = sorted(yaml.safe_load(saved["dvc.lock"]).get("stages", {})) if "dvc.lock" in saved else []
+        if locked:  # the stages the baseline has run; never-run ones have nothing to restore
+            run_dvc(proj, ["checkout", "-f", *locked])
     log(f"experiment {name}: results in {proj / EXPERIMENTS / name}")
     return record
 
