@@ -295,7 +295,7 @@ class PairMix(_Section):
 class StudentParams(_Section):
     backbone: str = "efficientnet-lite0"  # or efficientnet-lite1 / -lite2, or file:<TorchScript>
     # Per image: gap = the final map's average; multilevel = mean and spread of every stage's map
-    pooling: Literal["gap", "multilevel"] = "gap"
+    pooling: Literal["gap", "multilevel"] = "multilevel"
     freeze_backbone: bool = True  # CPU default: train the head on cached backbone features
     input_size: int = Field(224, ge=32)
     fragment_grid: int = Field(7, ge=1)  # technical view: grid x grid native-resolution patches

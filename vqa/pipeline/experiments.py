@@ -67,6 +67,8 @@ def run_experiment(project: str | Path, name: str, overrides: list[str], *, roun
         for r in names:
             src = proj / "artifacts" / r / "metrics.json"
             (folder / f"{r}.json").write_bytes(src.read_bytes())
+            details = json.loads((proj / "artifacts" / r / "evaluation.json").read_text())
+            atomic_write_json(folder / f"validation_{r}.json", validation_groups(details, f"student_{r}"))
         record = {"name": name, "overrides": overrides, "rounds": names, "mlflow_model": model,
                   "command": f"vqa experiment run --project {proj.as_posix()} --name {name}"
                              + "".join(f" -S {shlex.quote(o)}" for o in overrides)
@@ -82,6 +84,28 @@ def run_experiment(project: str | Path, name: str, overrides: list[str], *, roun
             run_dvc(proj, ["checkout", "-f", *locked])
     log(f"experiment {name}: results in {proj / EXPERIMENTS / name}")
     return record
+
+
+def validation_groups(details: dict, model: str) -> dict[str, float]:
+    """Per validation group (source/simulator), the model's SRCC: what paired comparisons of two
+    experiments' validation figures resample."""
+    groups = details.get("validation", {}).get(model, {}).get("groups", {})
+    return {g: round(float(r["srcc"]), 6) for g, r in sorted(groups.items())}
+
+
+def paired_validation_gain(a: dict[str, float], b: dict[str, float], *, n_boot: int = 2000,
+                           seed: int = 0) -> tuple[float, float, float]:
+    """Mean over the shared validation groups of SRCC(a) - SRCC(b), with a 95 % bootstrap CI over
+    groups: a lever or a default is adopted only when the CI is above 0."""
+    import numpy as np
+
+    shared = sorted(set(a) & set(b))
+    if not shared:
+        return float("nan"), float("nan"), float("nan")
+    d = np.array([a[g] - b[g] for g in shared])
+    rng = np.random.default_rng(seed)
+    boots = d[rng.integers(0, len(d), (n_boot, len(d)))].mean(axis=1)
+    return float(d.mean()), float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))
 
 
 def _figure(metrics: dict, student: str, key: str):
