@@ -403,6 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
     os_.add_argument("--gpu-slots", type=int, default=1, help="training runs at once (default 1)")
     os_.set_defaults(func=cmd_orchestrate_setup)
     sub.add_parser("demo", help="the main job: demo corpus + all rounds + table").set_defaults(func=cmd_demo)
+    from vqa.stack.cli import add_parser as add_stack_parser
+
+    add_stack_parser(sub)
     return p
 
 

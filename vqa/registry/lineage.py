@@ -167,6 +167,9 @@ def dvc_remote(root: str | Path = ".") -> dict:
 
 def push(root: str | Path = ".") -> tuple[int, str | None]:
     """`dvc push` to the default remote; returns (files pushed, remote URL). Raises on failure."""
+    from vqa.stack.team import apply_dvc_remote
+
+    apply_dvc_remote(root)  # W2S_DVC_REMOTE set: the team's S3 remote is the default
     proc = subprocess.run([sys.executable, "-m", "dvc", "push"], cwd=root, capture_output=True, text=True,
                           env=dict(os.environ, DVC_NO_ANALYTICS="1"))
     text = proc.stdout + proc.stderr
