@@ -197,6 +197,11 @@ def dask_task_runner(orch):
     from vqa.stack.team import dask_address
 
     if dask_address(orch.dask_address):  # a team stack's scheduler (DASK_SCHEDULER_ADDRESS) or params
+        # A deployment loads this file as a module named after it ("w2s"), which workers started
+        # elsewhere cannot import: send this module's functions by value.
+        import cloudpickle
+
+        cloudpickle.register_pickle_by_value(sys.modules[__name__])
         return DaskTaskRunner(address=dask_address(orch.dask_address))
     with get_client(sync_client=True) as client:
         api = str(client.api_url)

@@ -53,6 +53,17 @@ def cmd_secrets(args) -> int:
     return 0
 
 
+def cmd_dvc_remote(args) -> int:
+    from vqa.stack.team import TEAM_REMOTE, apply_dvc_remote
+
+    url = apply_dvc_remote(args.project)
+    if url is None:
+        raise ValueError("W2S_DVC_REMOTE is not set: export the stack's environment first (vqa stack env)")
+    print(f"stack: DVC remote {TEAM_REMOTE!r} -> {url} is the default in {args.project}/.dvc/config.local",
+          file=sys.stderr)
+    return 0
+
+
 def cmd_compose(args) -> int:
     from vqa.stack.compose import COMPOSE_FILE, check, write
 
@@ -86,6 +97,9 @@ def add_parser(sub) -> None:
     sec = s.add_parser("secrets", help="create the credential files in a folder (e.g. docker/secrets for compose)")
     sec.add_argument("folder")
     sec.set_defaults(func=cmd_secrets)
+    rem = s.add_parser("dvc-remote", help="make W2S_DVC_REMOTE this project's default DVC remote (.dvc/config.local)")
+    rem.add_argument("project", nargs="?", default=".")
+    rem.set_defaults(func=cmd_dvc_remote)
     comp = s.add_parser("compose", help="write docker/compose.yaml from the service definitions")
     comp.add_argument("--check", action="store_true", help="exit 1 if the file differs or docker-compose rejects it")
     comp.add_argument("--file", default=None)
