@@ -131,8 +131,8 @@ def _registry_teachers(params: Params, log: Log) -> list[tuple]:
     from vqa.stack.team import require_allowed_registry
     from vqa.teachers.mlflow_models import resolve
 
-    configure_tracking(params.mlflow)
     require_allowed_registry(params)  # loading a pyfunc model runs its code
+    configure_tracking(params.mlflow)
     out = []
     for entry in params.teachers.registry_models:
         model = resolve(entry.uri)
@@ -419,8 +419,8 @@ def _suite_scores(suite, models: dict, params: Params, log: Log) -> dict[str, di
                 from vqa.stack.team import require_allowed_registry
                 from vqa.teachers.mlflow_models import resolve, score_with_registry_model
 
-                configure_tracking(params.mlflow)
                 require_allowed_registry(params)
+                configure_tracking(params.mlflow)
                 raw, _ = score_with_registry_model(resolve(m["uri"]), items, cache_root=layout.CACHE,
                                                    key_rate=params.video.key_rate,
                                                    max_key_frames=params.video.max_key_frames,

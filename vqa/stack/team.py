@@ -87,7 +87,7 @@ def check_registry_allowed(registry_uri: str, configured: list[str] = ()) -> Non
 
 
 def require_allowed_registry(params) -> None:
-    """check_registry_allowed for the registry the pipeline uses now (after configure_tracking)."""
-    import mlflow
-
-    check_registry_allowed(mlflow.get_registry_uri(), params.teachers.registry_allowlist)
+    """check_registry_allowed for the registry vqa.registry.configure_tracking will use (checked
+    before it, so a refused registry is never contacted)."""
+    uri = os.environ.get("MLFLOW_REGISTRY_URI") or os.environ.get("MLFLOW_TRACKING_URI") or params.mlflow.tracking_uri
+    check_registry_allowed(uri, params.teachers.registry_allowlist)
