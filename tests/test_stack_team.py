@@ -24,7 +24,8 @@ import yaml
 from tests.test_prefect_e2e import _RUN_ROUND, _client, _task_states
 from tests.tiny_project import ROOT, copy_project, git
 
-pytestmark = [pytest.mark.e2e, pytest.mark.stack]
+# the round fixture runs inside the first test's limit: room for a loaded machine
+pytestmark = [pytest.mark.e2e, pytest.mark.stack, pytest.mark.timeout(1800)]
 BIN = Path(sys.executable).parent
 
 
