@@ -45,7 +45,10 @@ def stack(tmp_path_factory):
 
 
 def _env(stack, **extra) -> dict:
-    return dict(os.environ, **stack.client_env(), PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", **extra)
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    env.update(stack.client_env())
+    env.update(extra)
+    return env
 
 
 def _set_params(proj: Path, **orchestration) -> None:
@@ -357,8 +360,10 @@ def test_dask_worker_killed_mid_shard_the_shard_is_rescheduled_with_equal_scores
     proj = copy_project(prepared_tiny_project, tmp_path / "proj", rounds=1)
     _set_params(proj, shard_videos=3, retries=0)
     env = _env(stack)
-    code = ("import sys; from flows.w2s import teacher_inference; "
-            "s = teacher_inference(project_dir=sys.argv[1], return_state=True); print('STATE', s.name, s.result())")
+    code = ("import sys; from flows.w2s import _load_params, dask_task_runner, teacher_inference; "
+            "runner = dask_task_runner(_load_params(sys.argv[1]).orchestration); "
+            "s = teacher_inference.with_options(task_runner=runner)(project_dir=sys.argv[1], return_state=True); "
+            "print('STATE', s.name, s.result())")
     proc = subprocess.Popen([sys.executable, "-c", code, str(proj)], cwd=ROOT, env=env, stdout=open(tmp_path / "ti.log", "w"),
                             stderr=subprocess.STDOUT, start_new_session=True)
     killed = None
