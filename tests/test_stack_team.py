@@ -278,7 +278,8 @@ def test_seaweedfs_down_during_dvc_push_is_a_clear_error_and_a_later_push_comple
     proj = _fault_project(team_round, tmp_path / "proj")
     prefix = "fault-push"
     with pytest.MonkeyPatch.context() as mp:
-        for k, v in _env(stack, W2S_DVC_REMOTE=f"s3://w2s-dvc/{prefix}").items():
+        # AWS_MAX_ATTEMPTS: botocore's retries would make the failing push take about a minute
+        for k, v in _env(stack, W2S_DVC_REMOTE=f"s3://w2s-dvc/{prefix}", AWS_MAX_ATTEMPTS="1").items():
             mp.setenv(k, v)
         stack.stop("seaweedfs")
         try:

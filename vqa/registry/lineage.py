@@ -174,8 +174,9 @@ def push(root: str | Path = ".") -> tuple[int, str | None]:
                           env=dict(os.environ, DVC_NO_ANALYTICS="1"))
     text = proc.stdout + proc.stderr
     if proc.returncode != 0:
-        last = [ln for ln in text.splitlines() if ln.strip()][-1:] or ["(no output)"]
-        raise RuntimeError(f"dvc push failed (exit {proc.returncode}): {last[0]}")
+        lines = [ln for ln in text.splitlines() if ln.strip()]
+        reason = ([ln for ln in lines if ln.startswith("ERROR")] or lines or ["(no output)"])[-1]
+        raise RuntimeError(f"dvc push failed (exit {proc.returncode}) to {dvc_remote(root)['url']}: {reason}")
     m = re.search(r"(\d+) files? pushed", text)
     return (int(m.group(1)) if m else 0), dvc_remote(root)["url"]
 
