@@ -402,10 +402,10 @@ def build_parser() -> argparse.ArgumentParser:
     os_ = o.add_parser("setup", help="create or update the cpu and gpu work pools and the gpu concurrency limit")
     os_.add_argument("--gpu-slots", type=int, default=1, help="training runs at once (default 1)")
     os_.set_defaults(func=cmd_orchestrate_setup)
-    sub.add_parser("demo", help="the main job: demo corpus + all rounds + table").set_defaults(func=cmd_demo)
     from vqa.stack.cli import add_parser as add_stack_parser
 
-    add_stack_parser(sub)
+    add_stack_parser(sub)  # vqa stack up|down|status|env|...: the team services
+    sub.add_parser("demo", help="the main job: demo corpus + all rounds + table").set_defaults(func=cmd_demo)
     return p
 
 
