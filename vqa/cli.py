@@ -397,14 +397,14 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--project", default=".")
     f.add_argument("--rounds", type=int, default=None, help="run only the first N rounds")
     f.set_defaults(func=cmd_flow)
+    from vqa.stack.cli import add_parser as add_stack_parser
+
+    add_stack_parser(sub)  # vqa stack up|down|status|env|...: the team services
     o = sub.add_parser("orchestrate", help="Prefect server set-up for the deployments in prefect.yaml")
     o = o.add_subparsers(dest="orchestrate_cmd", required=True)
     os_ = o.add_parser("setup", help="create or update the cpu and gpu work pools and the gpu concurrency limit")
     os_.add_argument("--gpu-slots", type=int, default=1, help="training runs at once (default 1)")
     os_.set_defaults(func=cmd_orchestrate_setup)
-    from vqa.stack.cli import add_parser as add_stack_parser
-
-    add_stack_parser(sub)  # vqa stack up|down|status|env|...: the team services
     sub.add_parser("demo", help="the main job: demo corpus + all rounds + table").set_defaults(func=cmd_demo)
     return p
 
