@@ -86,15 +86,22 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     out: dict = {}
+
+    def note(key, value):  # each figure as soon as it is measured (stderr), all of them at the end
+        out[key] = value
+        print(f"{key}: {value}", file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(prefix="w2s-bench-") as tmp:
         tmp = Path(tmp)
         stack = Stack(tmp / "stack", log=lambda m: None)
         try:
-            out["stack_up_cold_s"] = round(stack.up(), 1)
+            note("stack_up_cold_s", round(stack.up(), 1))
             stack.down()
-            out["stack_up_warm_s"] = round(stack.up(), 1)
+            note("stack_up_warm_s", round(stack.up(), 1))
             prepared = build_prepared(tmp / "prepared")
-            embedded_env = _quiet_env({"PREFECT_HOME": str(tmp / "prefect-home")}, drop=tuple(CLIENT_ENV))
+            # the temporary server's default 20 s start-up limit is too short on a busy machine
+            embedded_env = _quiet_env({"PREFECT_HOME": str(tmp / "prefect-home"),
+                                       "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"},
+                                      drop=tuple(CLIENT_ENV))
             embedded_env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'embedded.db'}"
             team_env = _quiet_env(stack.client_env())
             for name, env in (("embedded", embedded_env), ("team", team_env)):
@@ -103,13 +110,13 @@ def main() -> None:
                 proc = subprocess.run([sys.executable, "-c", _ROUND, str(proj)], cwd=ROOT, env=env,
                                       capture_output=True, text=True)
                 state = _line(proc.stdout + proc.stderr, "ROUND").split()[0]
-                out[f"round_{name}_s"] = round(time.perf_counter() - t0, 1)  # process start included
-                out[f"round_{name}_state"] = state
+                note(f"round_{name}_s", round(time.perf_counter() - t0, 1))  # process start included
+                note(f"round_{name}_state", state)
             checkpoint = str(tmp / "round-team" / "artifacts/round1/student.pt")
             for name, uri in (("sqlite", f"sqlite:///{tmp / 'bench.db'}"), ("server", team_env["MLFLOW_TRACKING_URI"])):
                 proc = subprocess.run([sys.executable, "-c", _MLFLOW, str(args.repeats), checkpoint, uri], cwd=ROOT,
                                       env=_quiet_env(drop=tuple(CLIENT_ENV)), capture_output=True, text=True)
-                out[f"mlflow_{name}"] = json.loads(_line(proc.stdout + proc.stderr, "MLFLOW"))
+                note(f"mlflow_{name}", json.loads(_line(proc.stdout + proc.stderr, "MLFLOW")))
         finally:
             stack.down(purge=True)
     print(json.dumps(out, sort_keys=True))
