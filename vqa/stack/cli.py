@@ -12,7 +12,7 @@ def _stack(args):
 
 def cmd_up(args) -> int:
     stack = _stack(args)
-    seconds = stack.up(workers=not args.no_workers, only=args.only or None)
+    seconds = stack.up(workers=not args.no_workers, only=args.only or None, timeout=args.timeout)
     print(f"stack: up in {seconds:.1f} s; state in {stack.root}", file=sys.stderr)
     print("\n".join(stack.env_lines()))  # stdout: eval "$(vqa stack up)" works too
     return 0
@@ -83,6 +83,8 @@ def add_parser(sub) -> None:
     up = s.add_parser("up", help="start what is not running; print the environment to export")
     up.add_argument("--no-workers", action="store_true", help="without the cpu and gpu Prefect workers")
     up.add_argument("--only", nargs="+", default=None, help="only these services")
+    up.add_argument("--timeout", type=float, default=600,
+                    help="seconds each tier of services may take to become healthy (default 600: a busy machine)")
     up.set_defaults(func=cmd_up)
     down = s.add_parser("down", help="stop every service; the data stays")
     down.add_argument("--purge", action="store_true", help="also delete the state folder and its data")

@@ -314,7 +314,7 @@ class Stack:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else "(no log)"
 
     # ------------------------------------------------------------------ commands
-    def up(self, workers: bool = True, only: list[str] | None = None, timeout: float = 180) -> float:
+    def up(self, workers: bool = True, only: list[str] | None = None, timeout: float = 600) -> float:
         """Start every service that is not running (or only those named); returns the seconds taken."""
         t0 = time.monotonic()
         self.root.mkdir(parents=True, exist_ok=True)
