@@ -49,7 +49,7 @@ for i in range(repeats):
         log.append(time.perf_counter() - t0)
     t0 = time.perf_counter()
     client.set_registered_model_alias(params.model_name, "bench", reg.version)
-    assert client.get_model_version_by_alias(params.model_name, "bench").version == reg.version
+    assert str(client.get_model_version_by_alias(params.model_name, "bench").version) == reg.version
     alias.append(time.perf_counter() - t0)
 for i in range(max(1, repeats // 2)):
     with tempfile.TemporaryDirectory() as tmp:
