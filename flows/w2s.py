@@ -19,6 +19,7 @@ alone runs the same pipeline without Prefect.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -193,8 +194,15 @@ def dask_task_runner(orch):
     from prefect.client.orchestration import get_client
     from prefect_dask import DaskTaskRunner
 
-    if orch.dask_address:
-        return DaskTaskRunner(address=orch.dask_address)
+    from vqa.stack.team import dask_address
+
+    if dask_address(orch.dask_address):  # a team stack's scheduler (DASK_SCHEDULER_ADDRESS) or params
+        # A deployment loads this file as a module named after it ("w2s"), which workers started
+        # elsewhere cannot import: send this module's functions by value.
+        import cloudpickle
+
+        cloudpickle.register_pickle_by_value(sys.modules[__name__])
+        return DaskTaskRunner(address=dask_address(orch.dask_address))
     with get_client(sync_client=True) as client:
         api = str(client.api_url)
     # The workers report to this flow's API: without it, each would start its own temporary
@@ -273,6 +281,22 @@ def _train(root: Path, round_name: str, orch) -> str:
 def w2s_round(project_dir: str = ".", round_name: str = "round1") -> dict:
     """teacher inference -> fusion -> student training -> evaluation -> registration."""
     root = Path(project_dir).resolve()
+    with _claim(root, round_name):
+        return _round(root, round_name)
+
+
+@contextlib.contextmanager
+def _claim(root: Path, what: str):
+    """The project's run lock (vqa/pipeline/runlock.py), then the team DVC remote if one is set."""
+    from vqa.pipeline.runlock import project_lock
+    from vqa.stack.team import apply_dvc_remote
+
+    with project_lock(root, what):
+        apply_dvc_remote(root)
+        yield
+
+
+def _round(root: Path, round_name: str) -> dict:
     orch = _load_params(root).orchestration
     out = {}
     for step in ROUND_STEPS:
@@ -294,11 +318,12 @@ def w2s_rounds(project_dir: str = ".", rounds: int | None = None) -> str:
 
     root = Path(project_dir).resolve()
     params = _load_params(root)
-    for stage in PREPARE_STAGES:
-        run_stage(root, stage, params.orchestration)
-    names = params.round_names()[: rounds or None]
-    for name in names:
-        w2s_round(str(root), name)
+    with _claim(root, "w2s-rounds"):
+        for stage in PREPARE_STAGES:
+            run_stage(root, stage, params.orchestration)
+        names = params.round_names()[: rounds or None]
+        for name in names:
+            w2s_round(str(root), name)
     from vqa.io import working_directory
 
     with working_directory(root):  # metrics paths are relative to the project root

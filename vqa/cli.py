@@ -429,6 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--project", default=".")
     f.add_argument("--rounds", type=int, default=None, help="run only the first N rounds")
     f.set_defaults(func=cmd_flow)
+    from vqa.stack.cli import add_parser as add_stack_parser
+
+    add_stack_parser(sub)  # vqa stack up|down|status|env|...: the team services
     o = sub.add_parser("orchestrate", help="Prefect server set-up for the deployments in prefect.yaml")
     o = o.add_subparsers(dest="orchestrate_cmd", required=True)
     os_ = o.add_parser("setup", help="create or update the cpu and gpu work pools and the gpu concurrency limit")

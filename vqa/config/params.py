@@ -240,6 +240,9 @@ class TeacherParams(_Section):
     homogeneous: list[str] = ["niqe"]  # registered teacher names (`vqa teachers list`)
     external: list[str] = []  # spec files of exported TorchScript / ONNX teachers
     registry_models: list[RegistryTeacherParams] = []
+    # Remote registries registry_models may load from (URI prefixes; loading a model runs its code).
+    # A registry on this machine (SQLite, files) is always allowed; W2S_REGISTRY_ALLOWLIST adds more.
+    registry_allowlist: list[str] = []
     simulators: SimulatorParams = SimulatorParams()
     simulation: SimulationParams = SimulationParams()
     workers: int = Field(2, ge=1)

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -142,8 +143,10 @@ def _previous_student(params: Params, round_name: str, log: Log):
 def _registry_teachers(params: Params, log: Log) -> list[tuple]:
     """params.teachers.registry_models, each pinned to the version its URI points at now."""
     from vqa.registry import configure_tracking
+    from vqa.stack.team import require_allowed_registry
     from vqa.teachers.mlflow_models import resolve
 
+    require_allowed_registry(params)  # loading a pyfunc model runs its code
     configure_tracking(params.mlflow)
     out = []
     for entry in params.teachers.registry_models:
@@ -518,8 +521,10 @@ def _suite_scores(suite, models: dict, params: Params, log: Log) -> dict[str, di
                 raw = res.scores[m["key"]]
             else:
                 from vqa.registry import configure_tracking
+                from vqa.stack.team import require_allowed_registry
                 from vqa.teachers.mlflow_models import resolve, score_with_registry_model
 
+                require_allowed_registry(params)
                 configure_tracking(params.mlflow)
                 raw, _ = score_with_registry_model(resolve(m["uri"]), items, cache_root=layout.CACHE,
                                                    key_rate=params.video.key_rate,
@@ -765,6 +770,7 @@ def register(params: Params, round_name: str, log: Log = print) -> dict:
     import mlflow
 
     from vqa.registry import configure_tracking, log_and_register_student
+    from vqa.registry.mlflow_registry import start_or_resume_run
 
     uri = configure_tracking(params.mlflow)
     teachers = read_json(layout.teacher_scores(round_name))["teachers"]
@@ -774,8 +780,11 @@ def register(params: Params, round_name: str, log: Log = print) -> dict:
 
     # DVC hashes of the round's inputs/outputs, git state, remote (vqa/registry/lineage.py)
     lineage = lin.collect(round_name, corpus_videos=params.corpus.videos, suite_dir=params.evaluation.known_order_suite)
-    with mlflow.start_run(run_name=round_name) as run:
-        flat = _flatten("", params.model_dump(mode="json"), {})
+    flat = _flatten("", params.model_dump(mode="json"), {})
+    # One run and one version per (round, params, student, metrics): a retry after a crash resumes them.
+    key = hashlib.sha256(json.dumps([round_name, flat, {k: h["md5"] for k, h in lineage["dvc"].items()}],
+                                    sort_keys=True, default=str).encode()).hexdigest()
+    with start_or_resume_run(params.mlflow.experiment, round_name, key) as run:
         mlflow.log_params({k: str(v)[:500] for k, v in flat.items()})
         mlflow.set_tags({
             "w2s.round": round_name,

@@ -169,12 +169,16 @@ def dvc_remote(root: str | Path = ".") -> dict:
 
 def push(root: str | Path = ".") -> tuple[int, str | None]:
     """`dvc push` to the default remote; returns (files pushed, remote URL). Raises on failure."""
+    from vqa.stack.team import apply_dvc_remote
+
+    apply_dvc_remote(root)  # W2S_DVC_REMOTE set: the team's S3 remote is the default
     proc = subprocess.run([sys.executable, "-m", "dvc", "push"], cwd=root, capture_output=True, text=True,
                           env=dict(os.environ, DVC_NO_ANALYTICS="1"))
     text = proc.stdout + proc.stderr
     if proc.returncode != 0:
-        last = [ln for ln in text.splitlines() if ln.strip()][-1:] or ["(no output)"]
-        raise RuntimeError(f"dvc push failed (exit {proc.returncode}): {last[0]}")
+        lines = [ln for ln in text.splitlines() if ln.strip()]
+        reason = ([ln for ln in lines if ln.startswith("ERROR")] or lines or ["(no output)"])[-1]
+        raise RuntimeError(f"dvc push failed (exit {proc.returncode}) to {dvc_remote(root)['url']}: {reason}")
     m = re.search(r"(\d+) files? pushed", text)
     return (int(m.group(1)) if m else 0), dvc_remote(root)["url"]
 

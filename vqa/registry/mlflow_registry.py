@@ -75,18 +75,42 @@ def _log_model(checkpoint: str | Path, params: MlflowParams):
     )
 
 
+REGISTER_KEY = "w2s.register_key"
+
+
+def start_or_resume_run(experiment: str, run_name: str, key: str):
+    """mlflow.start_run for one registration, idempotent: a run of the experiment already tagged
+    with `key` (an earlier attempt that died midway, e.g. with the tracking server) is resumed
+    instead of starting a second one. Returns the ActiveRun context manager."""
+    exp = mlflow.get_experiment_by_name(experiment) or mlflow.get_experiment(mlflow.create_experiment(experiment))
+    found = mlflow.MlflowClient().search_runs([exp.experiment_id], filter_string=f"tags.`{REGISTER_KEY}` = '{key}'",
+                                              max_results=1, order_by=["attributes.start_time ASC"])
+    if found:
+        return mlflow.start_run(run_id=found[0].info.run_id)
+    return mlflow.start_run(experiment_id=exp.experiment_id, run_name=run_name, tags={REGISTER_KEY: key})
+
+
+def _registered_version(name: str, run_id: str) -> str | None:
+    """The version of `name` an earlier attempt of this run already registered, if any."""
+    versions = mlflow.MlflowClient().search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    return str(min(int(v.version) for v in versions)) if versions else None
+
+
 def log_and_register_student(checkpoint: str | Path, params: MlflowParams, *, aliases: list[str]) -> RegisteredStudent:
-    """Inside an active run: log the checkpoint as a pyfunc model, register it, move aliases."""
+    """Inside an active run: log the checkpoint as a pyfunc model, register it, move aliases.
+    A version this run registered before (a resumed attempt) is reused, not registered again."""
     run = mlflow.active_run()
     if run is None:
         raise RuntimeError("log_and_register_student needs an active MLflow run")
-    # The pyfunc wrapper holds no state (the checkpoint is an artifact), so pickling it by
-    # reference is safe; silence MLflow's generic warnings about that and about type hints.
-    logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        info = _log_model(checkpoint, params)
-    version = str(info.registered_model_version)
+    version = _registered_version(params.model_name, run.info.run_id)
+    if version is None:
+        # The pyfunc wrapper holds no state (the checkpoint is an artifact), so pickling it by
+        # reference is safe; silence MLflow's generic warnings about that and about type hints.
+        logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            info = _log_model(checkpoint, params)
+        version = str(info.registered_model_version)
     client = mlflow.MlflowClient()
     for alias in aliases:
         client.set_registered_model_alias(params.model_name, alias, version)
