@@ -25,10 +25,7 @@ from vqa.parallel import bounded_map
 from vqa.student.model import StudentModel
 from vqa.student.motion import with_motion
 from vqa.student.runtime import backbone_runtime
-
-VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".ts", ".mts", ".y4m", ".flv",
-                            ".wmv", ".mpg", ".mpeg", ".3gp"})
-
+from vqa.video import VIDEO_EXTENSIONS
 
 def expand_paths(specs: Iterable[str | Path]) -> list[Path]:
     """Files as given; folders -> their video files (recursive, sorted); globs -> their matches;
@@ -48,7 +45,7 @@ def expand_paths(specs: Iterable[str | Path]) -> list[Path]:
             continue
         p = Path(spec)
         if p.is_dir():
-            out += sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in VIDEO_SUFFIXES
+            out += sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in VIDEO_EXTENSIONS
                           and not any(part.startswith(".") for part in q.relative_to(p).parts))
         elif p.exists() or not glob.has_magic(spec):
             out.append(p)  # a missing plain file is reported per file, not fatal

@@ -15,17 +15,9 @@ from typing import Callable
 
 from vqa.io import atomic_write_json, read_json, sha256_file
 from vqa.parallel import bounded_map
+from vqa.video import VIDEO_EXTENSIONS
 
 __all__ = ["VIDEO_EXTENSIONS", "IngestReport", "ingest", "load_manifest", "resolve"]
-
-# Lower-case suffixes, with the dot (compare with ``Path.suffix.lower()``).
-VIDEO_EXTENSIONS = frozenset(
-    {
-        ".mp4", ".m4v", ".mov", ".qt", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".m2v", ".ts",
-        ".mts", ".m2ts", ".y4m", ".flv", ".f4v", ".wmv", ".asf", ".3gp", ".3g2", ".ogv", ".vob",
-        ".mxf", ".dv", ".nut", ".ivf", ".h264", ".264", ".h265", ".265", ".hevc",
-    }
-)
 
 _INFO_KEYS = ("codec", "width", "height", "fps", "frame_count", "duration", "rotation")
 
