@@ -87,13 +87,12 @@ def test_cli_writes_csv_or_json_and_exit_status_says_if_any_failed(folder, stude
 
 
 def test_anchored_scores_come_from_the_anchor_set_stored_with_the_student(student, folder, tmp_path):
-    """score_0_100: the paper's MAP over the preference matrix against the stored anchors."""
+    """score_0_100: the score placed among the stored anchors at their corpus percentiles."""
     import dataclasses
 
     import numpy as np
 
     from vqa.student.anchors import AnchorSet, weights_fingerprint
-    from vqa.student.checkpoint import load_student
 
     rows = score_videos([folder], model=student, workers=1)
     raw = [r["score"] for r in rows]
@@ -101,15 +100,22 @@ def test_anchored_scores_come_from_the_anchor_set_stored_with_the_student(studen
     # Five synthetic anchors spread over (and beyond) the two videos' scores.
     anchor_scores = list(np.linspace(lo - 0.5 * (hi - lo) - 0.1, hi + 0.5 * (hi - lo) + 0.1, 5))
     anchors = AnchorSet(video_ids=[f"a{i}" for i in range(5)], scores=anchor_scores,
-                        model_fingerprint=weights_fingerprint(student), method="test")
+                        model_fingerprint=weights_fingerprint(student), method="test",
+                        quantiles=(0.1, 0.3, 0.5, 0.7, 0.9))
     ckpt = tmp_path / "s.pt"
     save_student(ckpt, student, meta={"loss": "five_level", "anchors": dataclasses.asdict(anchors)})
     scored = score_videos([folder], model=ckpt, workers=1, anchored=True)
     values = [r["score_0_100"] for r in scored]
-    assert all(0 < v < 100 for v in values)  # inside the anchors' range: neither end
+    assert all(10 < v < 90 for v in values)  # inside the anchors' range
     assert (values[0] < values[1]) == (raw[0] < raw[1])
-    expected = anchors.anchored_scores(np.array(raw), load_student(ckpt).cutpoints().detach().numpy())
-    assert values == pytest.approx(list(expected), abs=1e-9)
+    assert values == pytest.approx(list(anchors.scores_0_100(np.array(raw))), abs=1e-9)
+
+    # Beyond the extreme anchors: towards 0 / 100, never on them, still ordered.
+    narrow = dataclasses.replace(anchors, scores=tuple(np.linspace(lo + 0.4 * (hi - lo), lo + 0.6 * (hi - lo), 5)))
+    save_student(ckpt, student, meta={"loss": "five_level", "anchors": dataclasses.asdict(narrow)})
+    ends = [r["score_0_100"] for r in score_videos([folder], model=ckpt, workers=1, anchored=True)]
+    low, high = sorted(ends)
+    assert 0 < low < 10 and 90 < high < 100
 
     out = tmp_path / "s.csv"
     assert main(["score", str(folder), "--model", str(ckpt), "--anchored", "--out", str(out), "--quiet"]) == 0

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-import numpy as np
 import torch
 
 from vqa.parallel import bounded_map
@@ -73,29 +72,35 @@ class _ViewJob:
     motion_frames: int = 0  # the student's motion branch: descriptors of clips this long
 
 
-def _views_job(job: _ViewJob) -> tuple[str, tuple | None, str]:
-    """-> (path, (views, motion), "") or (path, (features, None), "") when ``job.onnx``;
-    (path, None, reason) on failure."""
-    from vqa.student.views import student_inputs
-    from vqa.video import VideoError, read_video
+def _views_job(job: _ViewJob) -> tuple[str, tuple | None, str, dict]:
+    """-> (path, (views, motion), "", stats) or (path, (features, None), "", stats) when ``job.onnx``;
+    (path, None, reason, stats) on failure. stats: this worker's peak RSS (MB)."""
+    import resource
+
+    from vqa.student.views import read_for_student
+    from vqa.video import failure_reason
 
     if multiprocessing.parent_process() is not None:
         # One worker per core already. Only in workers: run in-process (workers=1), this would
         # change the caller's thread count.
         torch.set_num_threads(1)
     try:
-        video = read_video(job.path, key_rate=job.key_rate, max_key_frames=job.max_key_frames,
-                           motion_len=job.motion_frames)
-    except VideoError as exc:
-        return job.path, None, exc.reason
-    except OSError as exc:
-        return job.path, None, f"cannot read: {exc.strerror or exc}"
-    views, motion = student_inputs(video.key_frames, video.motion, job.size, job.grid, job.motion_frames)
-    if job.onnx:
-        from vqa.student.runtime import OrtRuntime
+        _, views, motion = read_for_student(job.path, key_rate=job.key_rate, max_key_frames=job.max_key_frames,
+                                            size=job.size, grid=job.grid, motion_frames=job.motion_frames)
+        if job.onnx:
+            from vqa.student.runtime import OrtRuntime
 
-        return job.path, (with_motion(OrtRuntime.from_file(job.onnx, threads=1).features(views), motion), None), ""
-    return job.path, (views, motion), ""
+            out = (with_motion(OrtRuntime.from_file(job.onnx, threads=1).features(views), motion), None)
+        else:
+            out = (views, motion)
+        error = ""
+    except Exception as exc:  # a bad file, or a bug on an odd one: its row says why, the batch goes on
+        out, error = None, failure_reason(exc)
+    return job.path, out, error, {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _crashed(job: _ViewJob) -> tuple[str, None, str, dict]:
+    return job.path, None, "its worker process died (out of memory, or a crash in the decoder)", {}
 
 
 def resolve_model(model: StudentModel | str | Path, *, tracking_uri: str | None = None) -> StudentModel:
@@ -126,22 +131,24 @@ def score_videos(
     tracking_uri: str | None = None,
     cache_dir: str | Path | None = None,
     anchored: bool = False,
+    stats: dict | None = None,
 ) -> list[dict]:
     """Score videos -> one row per file, in input order: {"path", "score", "error"}.
 
     ``paths`` go through :func:`expand_paths`. Unreadable files get score NaN and the reason in
     ``error``; the others are scored. ``progress(done, total, path)`` is called per video.
     ``cache_dir`` keeps the exported backbone (default: vqa.student.runtime.default_cache_dir()).
-    ``anchored``: rows also get "score_0_100", the paper's MAP score against the five anchor videos
-    stored with the student (vqa.student.anchors; NaN for failed files)."""
+    ``anchored``: rows also get "score_0_100", the score placed among the five anchor videos stored
+    with the student at their corpus percentiles (vqa.student.anchors.percentile_scores; NaN for
+    failed files). ``stats``, if given, gets "peak_rss_mb": the largest peak resident memory of a
+    process that decoded (this one when workers=1)."""
     student = resolve_model(model, tracking_uri=tracking_uri)
     student.eval()
     anchors = None
     if anchored:
-        from vqa.student.anchors import anchors_of, loss_of
+        from vqa.student.anchors import anchors_of
 
         anchors = anchors_of(student, where=str(model) if not isinstance(model, StudentModel) else "student")
-        cutpoints, loss = student.cutpoints().detach().numpy(), loss_of(student)
     cfg = student.config
     runtime = backbone_runtime(student, cache_dir=cache_dir)
     files = expand_paths(paths)
@@ -153,7 +160,9 @@ def score_videos(
     jobs = [_ViewJob(str(p), cfg.key_rate, cfg.max_key_frames, cfg.input_size, cfg.fragment_grid, onnx,
                      cfg.motion_frames) for p in files]
     rows = []
-    for done, (path, out, error) in enumerate(bounded_map(_views_job, jobs, workers), 1):
+    peak = 0.0
+    for done, (path, out, error, job_stats) in enumerate(bounded_map(_views_job, jobs, workers, on_crash=_crashed), 1):
+        peak = max(peak, job_stats.get("peak_rss_mb", 0.0))
         if out is None:
             rows.append({"path": path, "score": math.nan, "error": error})
         else:
@@ -162,10 +171,11 @@ def score_videos(
                          "error": ""})
         if anchors is not None:
             score = rows[-1]["score"]
-            rows[-1]["score_0_100"] = math.nan if math.isnan(score) else \
-                float(anchors.anchored_scores(np.array([score]), cutpoints, loss)[0])
+            rows[-1]["score_0_100"] = math.nan if math.isnan(score) else float(anchors.scores_0_100([score])[0])
         if progress is not None:
             progress(done, len(jobs), path)
+    if stats is not None:
+        stats["peak_rss_mb"] = peak
     return rows
 
 

@@ -76,14 +76,12 @@ def _hash_job(path: str) -> tuple[str | None, str | None]:
 
 
 def _probe_job(path: str) -> tuple[dict | None, str | None]:
-    from vqa.video import VideoError, probe
+    from vqa.video import failure_reason, probe
 
     try:
         info = probe(path)
-    except VideoError as exc:
-        return None, exc.reason
     except Exception as exc:  # a bug or an odd file must not stop the run: quarantine it
-        return None, f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())}"
+        return None, failure_reason(exc)
     return info.to_dict(), None
 
 

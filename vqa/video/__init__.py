@@ -1,6 +1,6 @@
 """Video reading: probing, single-pass key-frame decoding, typed errors."""
 from vqa.video.decode import DecodedVideo, iter_frames, key_frame_times, read_video
-from vqa.video.errors import NoVideoStream, VideoCorrupt, VideoEmpty, VideoError, VideoNotFound
+from vqa.video.errors import NoVideoStream, VideoCorrupt, VideoEmpty, VideoError, VideoNotFound, failure_reason
 from vqa.video.probe import VideoInfo, probe
 
 # Lower-case suffixes, with the dot (compare with ``Path.suffix.lower()``): what ingest and
@@ -25,5 +25,6 @@ __all__ = [
     "iter_frames",
     "key_frame_times",
     "probe",
+    "failure_reason",
     "read_video",
 ]
