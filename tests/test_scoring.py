@@ -129,3 +129,39 @@ def test_anchored_scores_come_from_the_anchor_set_stored_with_the_student(studen
     save_student(ckpt, student)
     with pytest.raises(ValueError, match="no anchor set"):
         score_videos([folder], model=ckpt, anchored=True)
+
+
+def test_score_without_model_uses_the_registered_champion_and_names_it(folder, student, tmp_path, capsys,
+                                                                       monkeypatch, temp_mlflow):
+    """No --model: the project's champion (params.yaml mlflow section), named on stderr; a wrong
+    name lists what the registry has."""
+    import mlflow
+
+    from vqa.config.params import MlflowParams
+    from vqa.registry import log_and_register_student
+
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    (project / "params.yaml").write_text("rounds:\n  round1:\n    after: artifacts/corpus/manifest.json\n")
+    # nothing registered yet: a clear error that says what to do
+    assert main(["score", str(folder), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "no --model given and no w2s-vqa@champion" in err and "give --model" in err
+
+    ckpt = tmp_path / "s.pt"
+    save_student(ckpt, student)
+    mlflow.set_experiment("t")
+    with mlflow.start_run():
+        reg = log_and_register_student(ckpt, MlflowParams(), aliases=["champion", "teacher"])
+    assert main(["score", str(folder), "--quiet", "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    assert f"vqa score: model models:/w2s-vqa@champion (version {reg.version}, run {reg.run_id})" in captured.err
+    rows = json.loads(captured.out)
+    direct = score_videos([folder], model=student, workers=1)
+    assert [r["score"] for r in rows] == pytest.approx([r["score"] for r in direct], abs=1e-5)
+
+    assert main(["score", str(folder), "--quiet", "--model", "models:/w2s-vqa@best"]) == 2
+    err = capsys.readouterr().err
+    assert "models:/w2s-vqa@best: no alias 'best'" in err
+    assert "it has: models:/w2s-vqa (version 1; aliases champion -> 1, teacher -> 1)" in err

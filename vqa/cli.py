@@ -181,6 +181,33 @@ def cmd_bench_teachers(args) -> int:
     return 0
 
 
+def _score_model(args):
+    """--model, or the registered champion: -> (what score_videos takes, a line naming it)."""
+    if args.model and not args.model.startswith("models:/"):
+        return args.model, f"model {args.model}"
+    from vqa.config import load_params
+    from vqa.registry import champion_uri, configure_tracking, load_registered_student
+
+    params = load_params(args.params) if Path(args.params).exists() else None
+    if params is None and not args.model:
+        raise LookupError("vqa score: give --model (a checkpoint or models:/NAME@ALIAS): there is no "
+                          f"{args.params} here to find the project's registered champion")
+    if params is not None:
+        configure_tracking(params.mlflow)
+    uri = args.model or champion_uri(params.mlflow)
+    if uri is None:
+        import mlflow
+
+        from vqa.registry.mlflow_registry import registered_names, registry_exists
+
+        known = registered_names() if registry_exists() else []
+        raise LookupError(f"vqa score: no --model given and no {params.mlflow.model_name}@"
+                          f"{params.mlflow.champion_alias} in the registry at {mlflow.get_registry_uri()} "
+                          f"(registered: {'; '.join(known) or 'nothing'}); give --model")
+    student, mv = load_registered_student(uri)
+    return student, f"model {uri} (version {mv.version}, run {mv.run_id})"
+
+
 def cmd_score(args) -> int:
     import csv
     import io
@@ -189,14 +216,10 @@ def cmd_score(args) -> int:
 
     from vqa.scoring import progress_bar, score_videos
 
-    tracking = None
-    if args.model.startswith("models:/"):
-        from vqa.config import load_params
-        from vqa.registry import configure_tracking
-
-        tracking = configure_tracking(load_params(args.params).mlflow) if Path(args.params).exists() else None
+    model, which = _score_model(args)
+    print(f"vqa score: {which}", file=sys.stderr, flush=True)
     fmt = args.format or ("json" if args.out and args.out.endswith(".json") else "csv")
-    rows = score_videos(args.paths, model=args.model, workers=args.workers, tracking_uri=tracking,
+    rows = score_videos(args.paths, model=model, workers=args.workers,
                         progress=None if args.quiet else progress_bar(), anchored=args.anchored)
     fields = ["path", "score"] + (["score_0_100"] if args.anchored else []) + ["error"]
     if fmt == "json":
@@ -384,13 +407,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("score", help="score videos with a trained student (exit 1 if any file failed)")
     s.add_argument("paths", nargs="+", help="files, folders, glob patterns, or @list.txt (one path per line)")
-    s.add_argument("--model", required=True, help="a student checkpoint (.pt) or models:/NAME@ALIAS")
+    s.add_argument("--model", default=None,
+                   help="a student checkpoint (.pt) or models:/NAME@ALIAS (default: the project's registered champion)")
     s.add_argument("--out", default=None, help="write here (.csv or .json) instead of stdout")
     s.add_argument("--format", choices=["csv", "json"], default=None, help="default: from --out, else csv")
     s.add_argument("--workers", type=int, default=2, help="decoding processes (default 2)")
     s.add_argument("--quiet", action="store_true", help="no progress display")
     s.add_argument("--anchored", action="store_true",
-                   help="add score_0_100: the paper's MAP score against the 5 anchor videos stored with the student")
+                   help="add score_0_100: the score placed among the 5 anchor videos stored with the student, "
+                        "at their corpus percentiles (50 = the corpus median; never exactly 0 or 100)")
     s.set_defaults(func=cmd_score)
 
     f = sub.add_parser("flow", help="run the W2S rounds as a Prefect flow over the DVC stages")
