@@ -295,7 +295,7 @@ def cmd_bench_score(args) -> int:
     from vqa.bench.score import bench_score
 
     params = _params(args) if Path(args.params).exists() else None
-    videos = args.videos or (params.corpus.videos if params else "data/videos")
+    videos = args.videos or [params.corpus.videos if params else "data/videos"]
     model = args.model
     if model is None:
         from vqa.student.model import StudentConfig, StudentModel
@@ -305,7 +305,12 @@ def cmd_bench_score(args) -> int:
                             motion_frames=params.student.motion_frames) if params else StudentConfig()
         model = StudentModel(cfg).eval()
         log("bench: no --model given: timing an untrained student of the same architecture")
-    result = bench_score(videos, model=model, workers=args.workers, limit=args.limit, log=log)
+    size = None
+    if args.memory_size != "none":
+        w, _, h = args.memory_size.partition("x")
+        size = (int(w), int(h))
+    result = bench_score(videos, model=model, workers=args.workers, limit=args.limit, scaling=args.scaling,
+                         memory_size=size, log=log)
     print(json.dumps(result, sort_keys=True))  # the last line: one JSON object
     return 0
 
@@ -387,11 +392,14 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--workers", type=int, default=2)
     bt.add_argument("--limit", type=int, default=None, help="only the first N videos")
     bt.set_defaults(func=cmd_bench_teachers)
-    bs = b.add_parser("score", help="scoring vs decode-only time; peak memory on a 1080p 8 s clip")
-    bs.add_argument("--videos", default=None, help="folder of videos (default: params corpus.videos)")
+    bs = b.add_parser("score", help="scoring vs decode-only time per resolution band; peak memory on a 4K 8 s clip")
+    bs.add_argument("--videos", nargs="+", default=None, help="folders of videos (default: params corpus.videos)")
     bs.add_argument("--model", default=None, help="checkpoint or models:/...; default: an untrained student")
     bs.add_argument("--workers", type=int, default=2)
     bs.add_argument("--limit", type=int, default=None)
+    bs.add_argument("--scaling", action="store_true", help="also time scoring with 1..--workers processes")
+    bs.add_argument("--memory-size", default="3840x2160",
+                    help="WxH of the synthetic 8 s clip whose scoring memory is measured, or none")
     bs.set_defaults(func=cmd_bench_score)
     btr = b.add_parser("train", help="fine-tuning throughput (GPU; a short smoke run on CPU); torchrun for DDP")
     btr.add_argument("--videos", default=None, help="folder of videos (default: params corpus.videos)")
