@@ -16,23 +16,18 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-import torch
 
 from tests.media import clip_frames, make_audio, make_clip, make_long_clip
 from vqa.scoring import score_videos
 from vqa.student.checkpoint import save_student
-from vqa.student.model import StudentConfig, StudentModel
 
 
-@pytest.fixture(autouse=True)
-def _backbone_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("VQA_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "backbone-cache"))
+pytestmark = pytest.mark.usefixtures("backbone_cache")
 
 
-@pytest.fixture(scope="module")
-def student():
-    torch.manual_seed(0)
-    return StudentModel(StudentConfig(input_size=64, fragment_grid=4, max_key_frames=4)).eval()
+@pytest.fixture
+def student(tiny_student):
+    return tiny_student
 
 
 def _encode(path: Path, frames, *, fps=10, pix_fmt="yuv420p", options=None, pts=None, time_base=None,

@@ -5,25 +5,19 @@ import json
 import math
 
 import pytest
-import torch
 
 from tests.media import make_clip
 from vqa.cli import main
 from vqa.scoring import expand_paths, score_videos
 from vqa.student.checkpoint import save_student
-from vqa.student.model import StudentConfig, StudentModel
 
 
-@pytest.fixture(autouse=True)
-def _backbone_cache(tmp_path_factory, monkeypatch):
-    # The exported backbone goes to a temporary cache, not the user's.
-    monkeypatch.setenv("VQA_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "backbone-cache"))
+pytestmark = pytest.mark.usefixtures("backbone_cache")
 
 
-@pytest.fixture(scope="module")
-def student():
-    torch.manual_seed(0)
-    return StudentModel(StudentConfig(input_size=64, fragment_grid=4, max_key_frames=2)).eval()
+@pytest.fixture
+def student(tiny_student):
+    return tiny_student
 
 
 @pytest.fixture
