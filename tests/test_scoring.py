@@ -159,3 +159,26 @@ def test_score_without_model_uses_the_registered_champion_and_names_it(folder, s
     err = capsys.readouterr().err
     assert "models:/w2s-vqa@best: no alias 'best'" in err
     assert "it has: models:/w2s-vqa (version 1; aliases champion -> 1, teacher -> 1)" in err
+
+
+@pytest.mark.parametrize("teachers", [[], ["contrast"]])
+def test_teach_and_evaluate_see_a_video_as_scoring_does(folder, student, tmp_path, teachers):
+    """The one-decode analysis behind teach and evaluate samples, makes views and reports bad
+    files as scoring does: the same scores from its features, the same reason for a bad file."""
+    from vqa.pipeline.analyse import analyse
+    from vqa.scoring import scores_from_features
+    from vqa.student.features import FeatureStore
+
+    (folder / "broken.mp4").write_bytes((folder / "a.mp4").read_bytes()[:300])
+    rows = score_videos([folder], model=student, workers=2)
+    items = [(f"v{i}", r["path"]) for i, r in enumerate(rows)]
+    cfg = student.config
+    res = analyse(items, teacher_names=teachers, cache_root=tmp_path / "cache", key_rate=cfg.key_rate,
+                  max_key_frames=cfg.max_key_frames, features=FeatureStore(tmp_path / "cache", student),
+                  workers=2, log=lambda m: None)
+    scores = scores_from_features(student, res.features)
+    for (vid, path), row in zip(items, rows):
+        if row["error"]:
+            assert res.failures["features"][vid] == f"{path}: {row['error']}"
+        else:
+            assert scores[vid] == pytest.approx(row["score"], abs=1e-6)

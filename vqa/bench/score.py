@@ -129,6 +129,8 @@ def _figures(res: dict, n: int, seconds: float, target: float | None) -> dict:
         "decode_only_s": round(res["decode_wall"], 3),
         "score_s": round(res["score_wall"], 3),
         "ratio": round(ratio, 3),
+        # the same ratio in CPU seconds: steadier than wall time when other work shares the cores
+        "cpu_ratio": round(res["score_cpu"] / res["decode_cpu"], 3) if res["decode_cpu"] > 0 else None,
         "wall_s_per_video": round(res["score_wall"] / n, 4),
         "cpu_s_per_video": {"decode_only": round(res["decode_cpu"] / n, 4), "score": round(res["score_cpu"] / n, 4)},
         "cpu_s_per_video_second": {"decode_only": round(res["decode_cpu"] / seconds, 4) if seconds else None,
@@ -195,12 +197,14 @@ def bench_score(videos, *, model, workers: int = 2, limit: int | None = None, sc
         log(f"{name:>8}: {b['videos']:3d} videos {b['video_seconds']:7.1f} s | decode-only {b['decode_only_s']:6.2f} s, "
             f"scoring {b['score_s']:6.2f} s -> ratio {b['ratio']:.2f}"
             + (f" (target <= {b['target_ratio']})" if "target_ratio" in b else "")
-            + f" | CPU s/video {b['cpu_s_per_video']['score']:.3f} (decode {b['cpu_s_per_video']['decode_only']:.3f})"
+            + f", in CPU s {b['cpu_ratio']:.2f} | CPU s/video {b['cpu_s_per_video']['score']:.3f} (decode {b['cpu_s_per_video']['decode_only']:.3f})"
             f", per video-second {b['cpu_s_per_video_second']['score'] or 0:.4f} | peak RSS {b['peak_rss_mb']:.0f} MB")
     for e in errors:
         log(f"bench: failed: {e}")
     ratio = totals["score_wall"] / totals["decode_wall"] if totals["decode_wall"] else math.nan
-    log(f" overall: {len(paths)} videos, ratio {ratio:.2f}; scoring process peak RSS {_peak_rss_mb():.0f} MB")
+    cpu_ratio = totals["score_cpu"] / totals["decode_cpu"] if totals["decode_cpu"] else math.nan
+    log(f" overall: {len(paths)} videos, ratio {ratio:.2f}, in CPU s {cpu_ratio:.2f}; "
+        f"scoring process peak RSS {_peak_rss_mb():.0f} MB")
     result = {
         "videos": len(paths),
         "key_frames": totals["key_frames"],
@@ -210,6 +214,7 @@ def bench_score(videos, *, model, workers: int = 2, limit: int | None = None, sc
         "decode_only_s": round(totals["decode_wall"], 3),
         "score_s": round(totals["score_wall"], 3),
         "score_to_decode_ratio": round(ratio, 3),
+        "score_to_decode_cpu_ratio": round(cpu_ratio, 3),
         "cpu_s_per_video": {"decode_only": round(totals["decode_cpu"] / len(paths), 4),
                             "score": round(totals["score_cpu"] / len(paths), 4)},
         "bands": bands,
