@@ -26,6 +26,7 @@ from vqa.student.motion import with_motion
 from vqa.student.runtime import backbone_runtime
 from vqa.video import VIDEO_EXTENSIONS
 
+
 def expand_paths(specs: Iterable[str | Path]) -> list[Path]:
     """Files as given; folders -> their video files (recursive, sorted); globs -> their matches;
     ``@file`` -> the paths listed in it (one per line, '#' comments, relative to the list file).
