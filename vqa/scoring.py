@@ -76,8 +76,7 @@ class _ViewJob:
 def _views_job(job: _ViewJob) -> tuple[str, tuple | None, str, dict]:
     """-> (path, (views, motion), "", stats) or (path, (features, None), "", stats) when ``job.onnx``;
     (path, None, reason, stats) on failure. stats: this worker's peak RSS (MB)."""
-    import resource
-
+    from vqa.bench.score import peak_rss_mb
     from vqa.student.views import read_for_student
     from vqa.video import failure_reason
 
@@ -97,7 +96,7 @@ def _views_job(job: _ViewJob) -> tuple[str, tuple | None, str, dict]:
         error = ""
     except Exception as exc:  # a bad file, or a bug on an odd one: its row says why, the batch goes on
         out, error = None, failure_reason(exc)
-    return job.path, out, error, {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return job.path, out, error, {"peak_rss_mb": peak_rss_mb()}
 
 
 def _crashed(job: _ViewJob) -> tuple[str, None, str, dict]:
@@ -142,7 +141,8 @@ def score_videos(
     ``anchored``: rows also get "score_0_100", the score placed among the five anchor videos stored
     with the student at their corpus percentiles (vqa.student.anchors.percentile_scores; NaN for
     failed files). ``stats``, if given, gets "peak_rss_mb": the largest peak resident memory of a
-    process that decoded (this one when workers=1)."""
+    process that decoded (this one when workers=1; a forked worker's includes the pages it shares
+    with this process)."""
     student = resolve_model(model, tracking_uri=tracking_uri)
     student.eval()
     anchors = None

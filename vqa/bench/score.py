@@ -45,7 +45,17 @@ def _describe(path: str) -> tuple[str, float] | None:
         src.close()
 
 
-def _peak_rss_mb() -> float:
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (MB). Linux: VmHWM, the high-water mark of this address
+    space. Not ru_maxrss: that keeps the parent's peak across fork and exec, so a fresh process
+    started from a big one would report the big one's peak."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -57,7 +67,7 @@ def _decode_only(job) -> tuple[int, float]:
         n = len(read_video(path, key_rate=key_rate, max_key_frames=max_key_frames, motion_len=motion_len).key_times)
     except Exception:  # the same file fails when scored: counted there
         n = 0
-    return n, _peak_rss_mb()
+    return n, peak_rss_mb()
 
 
 def _cpu_seconds() -> float:
@@ -98,7 +108,7 @@ def _score_alone(args) -> tuple[float, float]:
     rows = score_videos([path], model=model, workers=1)
     if rows[0]["error"]:
         raise RuntimeError(f"{path}: {rows[0]['error']}")
-    return time.perf_counter() - t0, _peak_rss_mb()
+    return time.perf_counter() - t0, peak_rss_mb()
 
 
 def _pass(paths: list[Path], student, jobs, workers: int) -> dict:
@@ -204,7 +214,7 @@ def bench_score(videos, *, model, workers: int = 2, limit: int | None = None, sc
     ratio = totals["score_wall"] / totals["decode_wall"] if totals["decode_wall"] else math.nan
     cpu_ratio = totals["score_cpu"] / totals["decode_cpu"] if totals["decode_cpu"] else math.nan
     log(f" overall: {len(paths)} videos, ratio {ratio:.2f}, in CPU s {cpu_ratio:.2f}; "
-        f"scoring process peak RSS {_peak_rss_mb():.0f} MB")
+        f"scoring process peak RSS {peak_rss_mb():.0f} MB")
     result = {
         "videos": len(paths),
         "key_frames": totals["key_frames"],
@@ -218,7 +228,7 @@ def bench_score(videos, *, model, workers: int = 2, limit: int | None = None, sc
         "cpu_s_per_video": {"decode_only": round(totals["decode_cpu"] / len(paths), 4),
                             "score": round(totals["score_cpu"] / len(paths), 4)},
         "bands": bands,
-        "main_process_peak_rss_mb": round(_peak_rss_mb(), 1),
+        "main_process_peak_rss_mb": round(peak_rss_mb(), 1),
     }
 
     if scaling:  # throughput at 1..workers processes, on every video
