@@ -22,3 +22,20 @@ def temp_mlflow(tmp_path, monkeypatch):
     mlflow.set_registry_uri(uri)
     yield uri
     mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture
+def backbone_cache(tmp_path_factory, monkeypatch):
+    """The exported backbone goes to a temporary cache (shared by the session), not the user's."""
+    monkeypatch.setenv("VQA_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "backbone-cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_student():
+    """An untrained student with small views: what scoring costs does not depend on its weights."""
+    import torch
+
+    from vqa.student.model import StudentConfig, StudentModel
+
+    torch.manual_seed(0)
+    return StudentModel(StudentConfig(input_size=64, fragment_grid=4, max_key_frames=2)).eval()

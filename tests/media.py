@@ -67,3 +67,24 @@ def make_audio(path, *, seconds: float = 0.5, rate: int = 8000, codec: str = "aa
             c.mux(s.encode(f))
         c.mux(s.encode(None))
     return path
+
+
+def make_long_clip(path, *, seconds: int = 7200, fps: int = 1, size: tuple[int, int] = (64, 48), gop: int = 30,
+                   container: str | None = None) -> Path:
+    """A long, cheap clip (default 2 hours at 1 fps, a key frame every ``gop`` frames): each frame
+    is a flat grey level that changes with time plus a moving square, so every instant differs."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    w, h = size
+    with av.open(str(path), "w", format=container) as c:
+        s = c.add_stream("libx264", rate=Fraction(fps),
+                         options={"preset": "ultrafast", "g": str(gop), "keyint_min": str(gop), "threads": "1"})
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        img = np.empty((h, w, 3), dtype=np.uint8)
+        for i in range(seconds * fps):
+            img[:] = (i * 7) % 200 + 20
+            x = (i * 3) % (w - 8)
+            img[: 8, x : x + 8] = 255
+            c.mux(s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+        c.mux(s.encode(None))
+    return path

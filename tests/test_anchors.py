@@ -162,3 +162,20 @@ def test_anchor_file_errors_name_the_file(tmp_path):
     bad.write_text(json.dumps({"format": 1, "video_ids": ["a"], "scores": [1.0], "method": "m"}))
     with pytest.raises(ValueError, match="bad.json.*model_fingerprint"):
         AnchorSet.load(bad, expected_fingerprint="x")
+
+
+def test_percentile_scores_interpolate_the_anchors_and_never_reach_0_or_100():
+    from vqa.student.anchors import percentile_scores
+
+    anchors, qs = [-2.0, -1.0, 0.0, 1.0, 2.0], [0.1, 0.3, 0.5, 0.7, 0.9]
+    assert percentile_scores(anchors, anchors, qs) == pytest.approx([10, 30, 50, 70, 90])
+    assert percentile_scores([-1.5, 0.5], anchors, qs) == pytest.approx([20, 60])
+    far = percentile_scores([-1e4, -50.0, -3.0, 3.0, 50.0, 1e4], anchors, qs)
+    assert np.all((far > 0) & (far < 100)) and np.all(np.diff(far) > 0)
+    # continuous slope at the extreme anchors: one step in, one step out
+    eps = 1e-6
+    inside, outside = percentile_scores([2 - eps, 2 + eps], anchors, qs) - 90
+    assert -inside == pytest.approx(outside, rel=1e-3)
+    # anchors out of order or tied still give a strictly increasing mapping
+    tied = percentile_scores(np.linspace(-3, 3, 50), [0.0, 0.0, 1.0, 1.0, 2.0], qs)
+    assert np.all(np.diff(tied) > 0)

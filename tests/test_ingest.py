@@ -118,3 +118,24 @@ def test_resolve_and_errors(tmp_path, masters, monkeypatch):
 
 def test_extensions():
     assert {".mp4", ".mov", ".mkv", ".webm", ".avi", ".y4m"} <= VIDEO_EXTENSIONS
+
+
+def test_clean_clips_with_a_stale_frame_count_and_animations_are_ingested(tmp_path):
+    """AVIs trimmed by stream copy keep their old frame count; they decode cleanly and belong in
+    the manifest. Animated GIF and WebP are videos; a cut AVI is still quarantined as truncated."""
+    from PIL import Image
+
+    from tests.media import clip_frames
+    from tests.test_video import _stale_avi
+
+    src = tmp_path / "videos"
+    src.mkdir()
+    avi = _stale_avi(src / "trimmed.avi", frames=90)
+    (src / "cut.avi").write_bytes(avi.read_bytes()[: avi.stat().st_size // 2])
+    frames = [Image.fromarray(a) for a in clip_frames(12, (64, 48), 2)]
+    frames[0].save(src / "anim.gif", save_all=True, append_images=frames[1:], duration=100)
+    frames[0].save(src / "anim.webp", save_all=True, append_images=frames[1:], duration=100, lossless=True)
+    rep, man, quar, _ = _run(src, tmp_path)
+    assert [v["path"] for v in man["videos"]] == ["anim.gif", "anim.webp", "trimmed.avi"]
+    assert man["videos"][2]["frame_count"] == 90
+    assert [(q["path"], q["reason"].split(":")[0]) for q in quar["videos"]] == [("cut.avi", "truncated")]

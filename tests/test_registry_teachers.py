@@ -51,7 +51,7 @@ def test_alias_resolves_to_a_version_and_scores_are_cached(tmp_path, registry_ur
 
 
 def test_unknown_model_is_a_lookup_error(registry_uri):
-    with pytest.raises(LookupError, match="models:/nope@prod: not in the model registry"):
+    with pytest.raises(LookupError, match="models:/nope@prod: no alias 'prod' of 'nope' in the model registry .*it has: models:/mean-pixel"):
         resolve("models:/nope@prod")
     with pytest.raises(ValueError, match="must look like"):
         resolve("runs:/abc/model")

@@ -182,3 +182,92 @@ def test_errors_pickle_and_format(tmp_path):
     assert str(e) == f"{tmp_path / 'x.mp4'}: bad data"
     back = pickle.loads(pickle.dumps(e))
     assert type(back) is VideoCorrupt and str(back) == str(e) and back.reason == "bad data"
+
+
+def _stale_avi(path, frames=40):
+    """An AVI whose stream counts 1/60 s ticks while frames come every 2 ticks (as AVIs trimmed
+    by stream copy from 30 fps sources): the header declares about twice the frames present."""
+    from fractions import Fraction
+
+    import av
+
+    from tests.media import clip_frames
+
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=Fraction(60), options={"threads": "1", "g": "10"})
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for i, img in enumerate(clip_frames(frames, (64, 48), 0)):
+            f = av.VideoFrame.from_ndarray(img, format="rgb24")
+            f.pts, f.time_base = 2 * i, Fraction(1, 60)
+            c.mux(s.encode(f))
+        c.mux(s.encode(None))
+    return path
+
+
+def test_a_stale_header_frame_count_is_not_truncation(tmp_path):
+    p = _stale_avi(tmp_path / "trimmed.avi", frames=120)  # 4 s at 30 fps, 239 ticks declared
+    info = probe(p)
+    assert info.frame_count == 120 and info.fps == pytest.approx(30, rel=0.05)
+    assert read_video(p).key_times == [0.5, 1.5, 2.5]  # 3.98 s: three whole windows
+    # cut mid-GOP: still a clear, named error
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+    with pytest.raises((VideoCorrupt, VideoEmpty), match="truncated|no decodable"):
+        probe(cut)
+    with pytest.raises((VideoCorrupt, VideoEmpty)):
+        read_video(cut)
+
+
+def test_damaged_packets_in_the_middle_are_skipped(tmp_path):
+    p = make_clip(tmp_path / "ok.mp4", frames=100, fps=10)
+    data = bytearray(p.read_bytes())
+    for i in range(int(len(data) * 0.4), int(len(data) * 0.6), 97):
+        data[i] ^= 0xFF
+    bad = tmp_path / "damaged.mp4"
+    bad.write_bytes(bytes(data))
+    v = read_video(bad, motion_len=4)
+    assert v.damaged >= 1 and len(v.key_times) == 10 and v.decoded_frames < 100
+    # before the damage the frames are the intact file's (after it, until a key frame, they
+    # carry the decoder's concealment)
+    np.testing.assert_array_equal(v.key_frames[0], read_video(p).key_frames[0])
+    # noise all through: a named error, not a crash
+    for i in range(2000, len(data), 31):
+        data[i] ^= 0x5A
+    bad.write_bytes(bytes(data))
+    with pytest.raises(VideoError):
+        read_video(bad)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_long_video_costs_its_samples_not_its_length(tmp_path, suffix):
+    from tests.media import make_long_clip
+
+    p = make_long_clip(tmp_path / f"two_hours{suffix}")  # 7200 s at 1 fps, key frame every 30 s
+    fast = read_video(p, max_key_frames=8, motion_len=8)
+    assert fast.key_times[0] == 450.5 and len(fast.key_times) == 8
+    assert fast.decoded_frames < 8 * (30 + 8 + 2)  # one GOP and a clip per instant
+    slow = read_video(p, max_key_frames=8, motion_len=8, seek=False)
+    assert slow.decoded_frames > 6000
+    np.testing.assert_array_equal(fast.key_frames, slow.key_frames)
+    np.testing.assert_array_equal(fast.motion, slow.motion)
+
+
+def test_gif_and_webp_animations_are_videos(tmp_path):
+    from PIL import Image
+
+    from tests.media import clip_frames
+
+    frames = [Image.fromarray(a) for a in clip_frames(20, (64, 48), 1)]
+    frames[0].save(tmp_path / "a.webp", save_all=True, append_images=frames[1:], duration=100, loop=0, lossless=True)
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    frames[0].save(tmp_path / "still.webp", lossless=True)
+    for name in ("a.webp", "a.gif"):
+        info = probe(tmp_path / name)
+        assert (info.width, info.height, info.frame_count) == (64, 48, 20)
+        assert info.duration == pytest.approx(2.0, abs=0.01)
+        v = read_video(tmp_path / name, motion_len=4)
+        assert v.key_times == [0.5, 1.5] and v.motion.shape == (2, 4, 48, 64)
+    lossless = read_video(tmp_path / "a.webp")
+    np.testing.assert_array_equal(lossless.key_frames[0], np.asarray(frames[5]))  # frame at 0.5 s
+    still = read_video(tmp_path / "still.webp", motion_len=4)
+    assert still.key_times == [0.0] and still.key_frames.shape == (1, 48, 64, 3)

@@ -181,6 +181,33 @@ def cmd_bench_teachers(args) -> int:
     return 0
 
 
+def _score_model(args):
+    """--model, or the registered champion: -> (what score_videos takes, a line naming it)."""
+    if args.model and not args.model.startswith("models:/"):
+        return args.model, f"model {args.model}"
+    from vqa.config import load_params
+    from vqa.registry import champion_uri, configure_tracking, load_registered_student
+
+    params = load_params(args.params) if Path(args.params).exists() else None
+    if params is None and not args.model:
+        raise LookupError("vqa score: give --model (a checkpoint or models:/NAME@ALIAS): there is no "
+                          f"{args.params} here to find the project's registered champion")
+    if params is not None:
+        configure_tracking(params.mlflow)
+    uri = args.model or champion_uri(params.mlflow)
+    if uri is None:
+        import mlflow
+
+        from vqa.registry.mlflow_registry import registered_names, registry_exists
+
+        known = registered_names() if registry_exists() else []
+        raise LookupError(f"vqa score: no --model given and no {params.mlflow.model_name}@"
+                          f"{params.mlflow.champion_alias} in the registry at {mlflow.get_registry_uri()} "
+                          f"(registered: {'; '.join(known) or 'nothing'}); give --model")
+    student, mv = load_registered_student(uri)
+    return student, f"model {uri} (version {mv.version}, run {mv.run_id})"
+
+
 def cmd_score(args) -> int:
     import csv
     import io
@@ -189,14 +216,10 @@ def cmd_score(args) -> int:
 
     from vqa.scoring import progress_bar, score_videos
 
-    tracking = None
-    if args.model.startswith("models:/"):
-        from vqa.config import load_params
-        from vqa.registry import configure_tracking
-
-        tracking = configure_tracking(load_params(args.params).mlflow) if Path(args.params).exists() else None
+    model, which = _score_model(args)
+    print(f"vqa score: {which}", file=sys.stderr, flush=True)
     fmt = args.format or ("json" if args.out and args.out.endswith(".json") else "csv")
-    rows = score_videos(args.paths, model=args.model, workers=args.workers, tracking_uri=tracking,
+    rows = score_videos(args.paths, model=model, workers=args.workers,
                         progress=None if args.quiet else progress_bar(), anchored=args.anchored)
     fields = ["path", "score"] + (["score_0_100"] if args.anchored else []) + ["error"]
     if fmt == "json":
@@ -304,7 +327,7 @@ def cmd_bench_score(args) -> int:
     from vqa.bench.score import bench_score
 
     params = _params(args) if Path(args.params).exists() else None
-    videos = args.videos or (params.corpus.videos if params else "data/videos")
+    videos = args.videos or [params.corpus.videos if params else "data/videos"]
     model = args.model
     if model is None:
         from vqa.student.model import StudentConfig, StudentModel
@@ -314,7 +337,12 @@ def cmd_bench_score(args) -> int:
                             motion_frames=params.student.motion_frames) if params else StudentConfig()
         model = StudentModel(cfg).eval()
         log("bench: no --model given: timing an untrained student of the same architecture")
-    result = bench_score(videos, model=model, workers=args.workers, limit=args.limit, log=log)
+    size = None
+    if args.memory_size != "none":
+        w, _, h = args.memory_size.partition("x")
+        size = (int(w), int(h))
+    result = bench_score(videos, model=model, workers=args.workers, limit=args.limit, scaling=args.scaling,
+                         memory_size=size, log=log)
     print(json.dumps(result, sort_keys=True))  # the last line: one JSON object
     return 0
 
@@ -396,11 +424,14 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--workers", type=int, default=2)
     bt.add_argument("--limit", type=int, default=None, help="only the first N videos")
     bt.set_defaults(func=cmd_bench_teachers)
-    bs = b.add_parser("score", help="scoring vs decode-only time; peak memory on a 1080p 8 s clip")
-    bs.add_argument("--videos", default=None, help="folder of videos (default: params corpus.videos)")
+    bs = b.add_parser("score", help="scoring vs decode-only time per resolution band; peak memory on a 4K 8 s clip")
+    bs.add_argument("--videos", nargs="+", default=None, help="folders of videos (default: params corpus.videos)")
     bs.add_argument("--model", default=None, help="checkpoint or models:/...; default: an untrained student")
     bs.add_argument("--workers", type=int, default=2)
     bs.add_argument("--limit", type=int, default=None)
+    bs.add_argument("--scaling", action="store_true", help="also time scoring with 1..--workers processes")
+    bs.add_argument("--memory-size", default="3840x2160",
+                    help="WxH of the synthetic 8 s clip whose scoring memory is measured, or none")
     bs.set_defaults(func=cmd_bench_score)
     btr = b.add_parser("train", help="fine-tuning throughput (GPU; a short smoke run on CPU); torchrun for DDP")
     btr.add_argument("--videos", default=None, help="folder of videos (default: params corpus.videos)")
@@ -416,13 +447,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("score", help="score videos with a trained student (exit 1 if any file failed)")
     s.add_argument("paths", nargs="+", help="files, folders, glob patterns, or @list.txt (one path per line)")
-    s.add_argument("--model", required=True, help="a student checkpoint (.pt) or models:/NAME@ALIAS")
+    s.add_argument("--model", default=None,
+                   help="a student checkpoint (.pt) or models:/NAME@ALIAS (default: the project's registered champion)")
     s.add_argument("--out", default=None, help="write here (.csv or .json) instead of stdout")
     s.add_argument("--format", choices=["csv", "json"], default=None, help="default: from --out, else csv")
     s.add_argument("--workers", type=int, default=2, help="decoding processes (default 2)")
     s.add_argument("--quiet", action="store_true", help="no progress display")
     s.add_argument("--anchored", action="store_true",
-                   help="add score_0_100: the paper's MAP score against the 5 anchor videos stored with the student")
+                   help="add score_0_100: the score placed among the 5 anchor videos stored with the student, "
+                        "at their corpus percentiles (50 = the corpus median; never exactly 0 or 100)")
     s.set_defaults(func=cmd_score)
 
     f = sub.add_parser("flow", help="run the W2S rounds as a Prefect flow over the DVC stages")

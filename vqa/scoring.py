@@ -18,16 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-import numpy as np
 import torch
 
 from vqa.parallel import bounded_map
 from vqa.student.model import StudentModel
 from vqa.student.motion import with_motion
 from vqa.student.runtime import backbone_runtime
-
-VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".ts", ".mts", ".y4m", ".flv",
-                            ".wmv", ".mpg", ".mpeg", ".3gp"})
+from vqa.video import VIDEO_EXTENSIONS
 
 
 def expand_paths(specs: Iterable[str | Path]) -> list[Path]:
@@ -48,7 +45,7 @@ def expand_paths(specs: Iterable[str | Path]) -> list[Path]:
             continue
         p = Path(spec)
         if p.is_dir():
-            out += sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in VIDEO_SUFFIXES
+            out += sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in VIDEO_EXTENSIONS
                           and not any(part.startswith(".") for part in q.relative_to(p).parts))
         elif p.exists() or not glob.has_magic(spec):
             out.append(p)  # a missing plain file is reported per file, not fatal
@@ -76,29 +73,34 @@ class _ViewJob:
     motion_frames: int = 0  # the student's motion branch: descriptors of clips this long
 
 
-def _views_job(job: _ViewJob) -> tuple[str, tuple | None, str]:
-    """-> (path, (views, motion), "") or (path, (features, None), "") when ``job.onnx``;
-    (path, None, reason) on failure."""
-    from vqa.student.views import student_inputs
-    from vqa.video import VideoError, read_video
+def _views_job(job: _ViewJob) -> tuple[str, tuple | None, str, dict]:
+    """-> (path, (views, motion), "", stats) or (path, (features, None), "", stats) when ``job.onnx``;
+    (path, None, reason, stats) on failure. stats: this worker's peak RSS (MB)."""
+    from vqa.bench.score import peak_rss_mb
+    from vqa.student.views import read_for_student
+    from vqa.video import failure_reason
 
     if multiprocessing.parent_process() is not None:
         # One worker per core already. Only in workers: run in-process (workers=1), this would
         # change the caller's thread count.
         torch.set_num_threads(1)
     try:
-        video = read_video(job.path, key_rate=job.key_rate, max_key_frames=job.max_key_frames,
-                           motion_len=job.motion_frames)
-    except VideoError as exc:
-        return job.path, None, exc.reason
-    except OSError as exc:
-        return job.path, None, f"cannot read: {exc.strerror or exc}"
-    views, motion = student_inputs(video.key_frames, video.motion, job.size, job.grid, job.motion_frames)
-    if job.onnx:
-        from vqa.student.runtime import OrtRuntime
+        _, views, motion = read_for_student(job.path, key_rate=job.key_rate, max_key_frames=job.max_key_frames,
+                                            size=job.size, grid=job.grid, motion_frames=job.motion_frames)
+        if job.onnx:
+            from vqa.student.runtime import OrtRuntime
 
-        return job.path, (with_motion(OrtRuntime.from_file(job.onnx, threads=1).features(views), motion), None), ""
-    return job.path, (views, motion), ""
+            out = (with_motion(OrtRuntime.from_file(job.onnx, threads=1).features(views), motion), None)
+        else:
+            out = (views, motion)
+        error = ""
+    except Exception as exc:  # a bad file, or a bug on an odd one: its row says why, the batch goes on
+        out, error = None, failure_reason(exc)
+    return job.path, out, error, {"peak_rss_mb": peak_rss_mb()}
+
+
+def _crashed(job: _ViewJob) -> tuple[str, None, str, dict]:
+    return job.path, None, "its worker process died (out of memory, or a crash in the decoder)", {}
 
 
 def resolve_model(model: StudentModel | str | Path, *, tracking_uri: str | None = None) -> StudentModel:
@@ -129,22 +131,25 @@ def score_videos(
     tracking_uri: str | None = None,
     cache_dir: str | Path | None = None,
     anchored: bool = False,
+    stats: dict | None = None,
 ) -> list[dict]:
     """Score videos -> one row per file, in input order: {"path", "score", "error"}.
 
     ``paths`` go through :func:`expand_paths`. Unreadable files get score NaN and the reason in
     ``error``; the others are scored. ``progress(done, total, path)`` is called per video.
     ``cache_dir`` keeps the exported backbone (default: vqa.student.runtime.default_cache_dir()).
-    ``anchored``: rows also get "score_0_100", the paper's MAP score against the five anchor videos
-    stored with the student (vqa.student.anchors; NaN for failed files)."""
+    ``anchored``: rows also get "score_0_100", the score placed among the five anchor videos stored
+    with the student at their corpus percentiles (vqa.student.anchors.percentile_scores; NaN for
+    failed files). ``stats``, if given, gets "peak_rss_mb": the largest peak resident memory of a
+    process that decoded (this one when workers=1; a forked worker's includes the pages it shares
+    with this process)."""
     student = resolve_model(model, tracking_uri=tracking_uri)
     student.eval()
     anchors = None
     if anchored:
-        from vqa.student.anchors import anchors_of, loss_of
+        from vqa.student.anchors import anchors_of
 
         anchors = anchors_of(student, where=str(model) if not isinstance(model, StudentModel) else "student")
-        cutpoints, loss = student.cutpoints().detach().numpy(), loss_of(student)
     cfg = student.config
     runtime = backbone_runtime(student, cache_dir=cache_dir)
     files = expand_paths(paths)
@@ -156,7 +161,9 @@ def score_videos(
     jobs = [_ViewJob(str(p), cfg.key_rate, cfg.max_key_frames, cfg.input_size, cfg.fragment_grid, onnx,
                      cfg.motion_frames) for p in files]
     rows = []
-    for done, (path, out, error) in enumerate(bounded_map(_views_job, jobs, workers), 1):
+    peak = 0.0
+    for done, (path, out, error, job_stats) in enumerate(bounded_map(_views_job, jobs, workers, on_crash=_crashed), 1):
+        peak = max(peak, job_stats.get("peak_rss_mb", 0.0))
         if out is None:
             rows.append({"path": path, "score": math.nan, "error": error})
         else:
@@ -165,10 +172,11 @@ def score_videos(
                          "error": ""})
         if anchors is not None:
             score = rows[-1]["score"]
-            rows[-1]["score_0_100"] = math.nan if math.isnan(score) else \
-                float(anchors.anchored_scores(np.array([score]), cutpoints, loss)[0])
+            rows[-1]["score_0_100"] = math.nan if math.isnan(score) else float(anchors.scores_0_100([score])[0])
         if progress is not None:
             progress(done, len(jobs), path)
+    if stats is not None:
+        stats["peak_rss_mb"] = peak
     return rows
 
 

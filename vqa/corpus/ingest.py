@@ -15,17 +15,9 @@ from typing import Callable
 
 from vqa.io import atomic_write_json, read_json, sha256_file
 from vqa.parallel import bounded_map
+from vqa.video import VIDEO_EXTENSIONS
 
 __all__ = ["VIDEO_EXTENSIONS", "IngestReport", "ingest", "load_manifest", "resolve"]
-
-# Lower-case suffixes, with the dot (compare with ``Path.suffix.lower()``).
-VIDEO_EXTENSIONS = frozenset(
-    {
-        ".mp4", ".m4v", ".mov", ".qt", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".m2v", ".ts",
-        ".mts", ".m2ts", ".y4m", ".flv", ".f4v", ".wmv", ".asf", ".3gp", ".3g2", ".ogv", ".vob",
-        ".mxf", ".dv", ".nut", ".ivf", ".h264", ".264", ".h265", ".265", ".hevc",
-    }
-)
 
 _INFO_KEYS = ("codec", "width", "height", "fps", "frame_count", "duration", "rotation")
 
@@ -84,14 +76,12 @@ def _hash_job(path: str) -> tuple[str | None, str | None]:
 
 
 def _probe_job(path: str) -> tuple[dict | None, str | None]:
-    from vqa.video import VideoError, probe
+    from vqa.video import failure_reason, probe
 
     try:
         info = probe(path)
-    except VideoError as exc:
-        return None, exc.reason
     except Exception as exc:  # a bug or an odd file must not stop the run: quarantine it
-        return None, f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())}"
+        return None, failure_reason(exc)
     return info.to_dict(), None
 
 

@@ -37,13 +37,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from vqa.video import VIDEO_EXTENSIONS as _VIDEO_EXTENSIONS
+
 ROLES = ("in_domain", "ood", "smoke")
 FORMATS = ("auto", "csv", "json", "txt")
 FILE_COLUMNS = ("file", "filename", "video", "name")  # in order of preference
 MOS_COLUMNS = ("mos", "score")
-VIDEO_EXTENSIONS = frozenset(
-    ".mp4 .mkv .avi .mov .webm .m4v .yuv .y4m .flv .mpg .mpeg .ts .3gp .wmv .mxf .ogv".split()
-)
+# what ingest and scoring take, plus raw .yuv, which some benchmarks ship (matched by stem only)
+VIDEO_EXTENSIONS = _VIDEO_EXTENSIONS | {".yuv"}
 USER_KEYS = ("labels", "videos", "format", "role", "expected_size", "group_column", "optional")
 
 

@@ -55,21 +55,29 @@ def _teacher(name: str):
 def _work(job: _Job) -> tuple[str, dict, dict, np.ndarray | None, dict]:
     import torch
 
-    from vqa.video import VideoError, read_video
+    from vqa.student.views import read_for_student, student_inputs
+    from vqa.video import failure_reason, read_video
 
     if multiprocessing.parent_process() is not None:
         # One worker per core already. Only in workers: run in-process (workers=1), this would
         # change the caller's thread count for good.
         torch.set_num_threads(1)
+    register_specs(job.specs)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
+    views = None
     try:
-        register_specs(job.specs)
-        motion = job.motion_frames if job.view_size is not None else 0
-        video = read_video(job.path, key_rate=job.key_rate, max_key_frames=job.max_key_frames,
-                           clip_len=job.clip_len, motion_len=motion)
-    except VideoError as exc:
-        return job.vid, {}, {"*": str(exc)}, None, seconds
+        if job.view_size is None:
+            video = read_video(job.path, key_rate=job.key_rate, max_key_frames=job.max_key_frames,
+                               clip_len=job.clip_len)
+        elif job.teachers:  # teachers need the frames: views are made from them below
+            video = read_video(job.path, key_rate=job.key_rate, max_key_frames=job.max_key_frames,
+                               clip_len=job.clip_len, motion_len=job.motion_frames)
+        else:  # scoring's exact path (vqa.scoring): views made as frames are decoded
+            video, *views = read_for_student(job.path, key_rate=job.key_rate, max_key_frames=job.max_key_frames,
+                                             size=job.view_size, grid=job.view_grid, motion_frames=job.motion_frames)
+    except Exception as exc:  # the same per-file handling as scoring: recorded, the corpus goes on
+        return job.vid, {}, {"*": f"{job.path}: {failure_reason(exc)}"}, None, seconds
     seconds["decode"] = time.perf_counter() - t0
     scores, failures = {}, {}
     for name in job.teachers:
@@ -82,14 +90,15 @@ def _work(job: _Job) -> tuple[str, dict, dict, np.ndarray | None, dict]:
         except Exception as exc:  # a teacher bug must not sink the corpus: record and go on
             failures[teacher.card.key] = f"{type(exc).__name__}: {exc}"
         seconds[teacher.card.key] = time.perf_counter() - t0
-    views = None
-    if job.view_size is not None:
-        from vqa.student.views import student_inputs
-
+    if job.view_size is not None and views is None:
         t0 = time.perf_counter()
         views = student_inputs(video.key_frames, video.motion, job.view_size, job.view_grid, job.motion_frames)
         seconds["views"] = time.perf_counter() - t0
-    return job.vid, scores, failures, views, seconds
+    return job.vid, scores, failures, None if views is None else tuple(views), seconds
+
+
+def _crashed(job: _Job) -> tuple[str, dict, dict, None, dict]:
+    return job.vid, {}, {"*": f"{job.path}: its worker process died (out of memory, or a crash in the decoder)"}, None, {}
 
 
 def analyse(
@@ -145,7 +154,7 @@ def analyse(
     if jobs:
         log(f"analyse: decoding {len(jobs)} of {len(items)} videos (the rest are cached)")
     try:
-        for vid, scores, failures, views, seconds in bounded_map(_work, jobs, workers):
+        for vid, scores, failures, views, seconds in bounded_map(_work, jobs, workers, on_crash=_crashed):
             out.decoded += 1
             for key, s in seconds.items():
                 out.seconds[key] = out.seconds.get(key, 0.0) + s

@@ -117,19 +117,65 @@ def log_and_register_student(checkpoint: str | Path, params: MlflowParams, *, al
     return RegisteredStudent(params.model_name, version, run.info.run_id, f"models:/{params.model_name}/{version}")
 
 
-def load_registered_student(uri: str):
-    """models:/name@alias (or /version) -> (StudentModel, model version entity)."""
+def registered_names(client: mlflow.MlflowClient | None = None) -> list[str]:
+    """Each registered model as "name (versions 1-3; aliases champion -> 3, teacher -> 2)"."""
+    client = client or mlflow.MlflowClient()
+    out = []
+    for rm in client.search_registered_models():
+        versions = sorted(int(v.version) for v in client.search_model_versions(f"name = '{rm.name}'"))
+        span = (f"version {versions[0]}" if len(versions) == 1 else f"versions {versions[0]}-{versions[-1]}") \
+            if versions else "no versions"
+        aliases = ", ".join(f"{a} -> {v}" for a, v in sorted((rm.aliases or {}).items()))
+        out.append(f"models:/{rm.name} ({span}" + (f"; aliases {aliases})" if aliases else ")"))
+    return out
+
+
+def _not_found(uri: str, why: str) -> LookupError:
+    try:
+        known = registered_names()
+    except mlflow.exceptions.MlflowException:
+        known = []
+    have = "; ".join(known) if known else "no registered models"
+    return LookupError(f"{uri}: {why} in the model registry at {mlflow.get_registry_uri()}; it has: {have}")
+
+
+def registry_exists() -> bool:
+    """False for a local SQLite registry whose file is not there (asking would create it)."""
+    uri = mlflow.get_registry_uri()
+    return not (uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists())
+
+
+def champion_uri(params: MlflowParams) -> str | None:
+    """models:/<model_name>@<champion_alias> when the configured registry has that alias, else None."""
+    if not registry_exists():
+        return None
+    try:
+        mlflow.MlflowClient().get_model_version_by_alias(params.model_name, params.champion_alias)
+    except mlflow.exceptions.MlflowException:
+        return None
+    return f"models:/{params.model_name}@{params.champion_alias}"
+
+
+def model_version(uri: str):
+    """models:/name@alias or models:/name/version -> its model version entity. A name, alias or
+    version that is not there: LookupError listing the registered names and aliases."""
     client = mlflow.MlflowClient()
     name, _, ref = uri.removeprefix("models:/").partition("@")
+    version = ""
     try:
         if ref:
-            mv = client.get_model_version_by_alias(name, ref)
-        else:
-            name, _, version = uri.removeprefix("models:/").partition("/")
-            mv = client.get_model_version(name, version)
-    except mlflow.exceptions.MlflowException as exc:
-        raise LookupError(f"{uri}: not in the model registry at {mlflow.get_registry_uri()} ({exc.message})") from None
+            return client.get_model_version_by_alias(name, ref)
+        name, _, version = uri.removeprefix("models:/").partition("/")
+        return client.get_model_version(name, version)
+    except mlflow.exceptions.MlflowException:
+        what = f"no alias {ref!r} of {name!r}" if ref else f"no version {version!r} of {name!r}"
+        raise _not_found(uri, what) from None
+
+
+def load_registered_student(uri: str):
+    """models:/name@alias (or /version) -> (StudentModel, model version entity); see model_version."""
+    mv = model_version(uri)
     with tempfile.TemporaryDirectory() as tmp:
-        loaded = mlflow.pyfunc.load_model(f"models:/{name}/{mv.version}", dst_path=tmp)
+        loaded = mlflow.pyfunc.load_model(f"models:/{mv.name}/{mv.version}", dst_path=tmp)
         student = loaded.unwrap_python_model().model
     return student, mv

@@ -20,8 +20,13 @@ five-level model).
 Anchors. The paper's anchors have known MOS (39.6 .. 78.0). We have no MOS, so choose_anchors picks
 the corpus videos nearest the 10/30/50/70/90 % quantiles of the student's own scores: the anchors
 span the corpus's own quality range. Consequences:
-  * the 0-100 scale is relative to the anchor set, not to human opinion: 0 means "no better than
-    the worst anchor", 100 "no worse than the best" (scores saturate beyond the extreme anchors);
+  * the paper's min-max scaling over each 6x6 matrix puts every video beyond an extreme anchor at
+    exactly 0 or 100 (half of ugc-smoke did, against demo anchors), and the MAP latent itself
+    flattens there, as preferences saturate at 0 and 1. So the scale users get
+    (:func:`percentile_scores`, ``vqa score --anchored``) places the student's score among the
+    anchors at their corpus percentiles instead: 50 = as good as the corpus's median video,
+    10 / 90 = the 10th / 90th percentile anchors, and beyond the extreme anchors a tail that
+    approaches 0 or 100 without reaching it, so different videos keep different scores;
   * anchor scores depend on the student, so an AnchorSet records the fingerprint of the model it was
     computed with and loading refuses a different one. Anchors must be versioned with the model
     (recompute them whenever the checkpoint changes); checkpoint_fingerprint() gives the fingerprint.
@@ -159,6 +164,32 @@ def anchored_scores(
     return out
 
 
+def percentile_scores(test_scores: Any, anchor_scores: Any, quantiles: Any) -> np.ndarray:
+    """0-100 scores that do not saturate: the student's score placed among the anchors, each at
+    100 x its corpus quantile (10, 30, 50, 70, 90), linearly between them; beyond an extreme anchor
+    a hyperbolic tail, tail(d) = edge * w / (w + d) towards 0 (d: distance past the anchor, w:
+    half the adjacent anchor gap, so the slope is continuous), and likewise towards 100. Strictly
+    increasing in the student's score: the order of videos is the student's."""
+    s = np.asarray(test_scores, dtype=np.float64).reshape(-1)
+    a = np.asarray(anchor_scores, dtype=np.float64).reshape(-1)
+    q = 100.0 * np.asarray(quantiles, dtype=np.float64).reshape(-1)
+    if a.size < 2 or a.size != q.size:
+        raise ValueError(f"percentile_scores: need >= 2 anchors with one quantile each, got {a.size} and {q.size}")
+    order = np.argsort(a, kind="stable")
+    a, q = a[order], np.sort(q)
+    spread = a[-1] - a[0]
+    # anchors with equal scores: nudge apart so the mapping stays a function
+    floor = 1e-9 * max(1.0, spread) if spread > 0 else 1e-3
+    a = a[0] + np.concatenate(([0.0], np.cumsum(np.maximum(np.diff(a), floor))))
+    out = np.interp(s, a, q)
+    lo_w = (a[1] - a[0]) * q[0] / (q[1] - q[0])  # matches the first segment's slope at the anchor
+    hi_w = (a[-1] - a[-2]) * (100.0 - q[-1]) / (q[-1] - q[-2])
+    below, above = s < a[0], s > a[-1]
+    out[below] = q[0] * lo_w / (lo_w + (a[0] - s[below]))
+    out[above] = 100.0 - (100.0 - q[-1]) * hi_w / (hi_w + (s[above] - a[-1]))
+    return out
+
+
 def choose_anchors(
     video_ids: Sequence[str], scores: Sequence[float], n: int = 5, quantiles: Sequence[float] | None = None
 ) -> list[str]:
@@ -253,8 +284,14 @@ class AnchorSet:
         )
 
     def anchored_scores(self, test_scores: np.ndarray, cutpoints: Any = None, loss: str = "five_level") -> np.ndarray:
-        """0-100 scores of test videos (scored by the same model) against these anchors."""
+        """The paper's 0-100 scores of test videos (scored by the same model) against these
+        anchors (saturates beyond the extreme anchors; see the module doc)."""
         return anchored_scores(test_scores, np.asarray(self.scores), cutpoints, loss)
+
+    def scores_0_100(self, test_scores: np.ndarray) -> np.ndarray:
+        """What users get: :func:`percentile_scores` against these anchors."""
+        qs = self.quantiles or tuple((k + 0.5) / len(self.scores) for k in range(len(self.scores)))
+        return percentile_scores(test_scores, self.scores, qs)
 
     def save(self, path: str | Path) -> None:
         atomic_write_json(path, {"format": FORMAT, **asdict(self)})

@@ -116,7 +116,9 @@ class ViewStore:
 
     def __init__(self, cache_root: str | Path, config):
         self.config = config
-        name = f"s{config.input_size}_g{config.fragment_grid}_r{config.key_rate:g}_k{config.max_key_frames}"
+        from vqa.student.views import VIEWS_VERSION
+
+        name = f"s{config.input_size}_g{config.fragment_grid}_vw{VIEWS_VERSION}_r{config.key_rate:g}_k{config.max_key_frames}"
         if config.motion_frames:
             name += f"_mv{MOTION_VERSION}l{config.motion_frames}"
         self.dir = Path(cache_root) / "views" / name

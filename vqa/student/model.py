@@ -38,10 +38,11 @@ class StudentConfig:
     def feature_fingerprint(self, device: str = "cpu") -> str:
         """Everything that determines cached backbone features (not the head), on that device."""
         from vqa.student.runtime import runtime_tag  # the runtime (ONNX Runtime / torch NHWC) rounds differently
+        from vqa.student.views import VIEWS_VERSION
 
         spec = get_backbone(self.backbone)
         return (
-            f"{spec.weights_id}_s{self.input_size}_g{self.fragment_grid}"
+            f"{spec.weights_id}_s{self.input_size}_g{self.fragment_grid}_vw{VIEWS_VERSION}"
             f"_r{self.key_rate:g}_k{self.max_key_frames}{runtime_tag(self, device)}"
             + (f"_ft{self.backbone_weights}" if self.backbone_weights else "")
             + ("" if self.pooling == "gap" else f"_{self.pooling}")

@@ -28,6 +28,8 @@ class TeacherCard:
     kind: str  # one of KINDS: "homogeneous" (a score) or "heterogeneous" (a distortion simulator)
     summary: str
     origin: str = "built-in"  # "built-in", an entry point ("pkg.module:Class") or a spec file
+    # What the teacher does with small frames: every teacher scores any video from 32x32 up.
+    small_frames: str = ""
 
     def __post_init__(self):
         if self.needs not in NEEDS:
@@ -45,6 +47,25 @@ class TeacherCard:
     @property
     def direction(self) -> str:
         return "higher is better" if self.higher_is_better else "lower is better"
+
+
+MIN_VIDEO_SIDE = 32  # every teacher and the student score videos from 32x32 up
+
+
+def upscale_short_side(frames: np.ndarray, min_side: int) -> np.ndarray:
+    """[..., H, W, 3] uint8 -> the same frames upscaled (bicubic, aspect kept) so that the short
+    side is ``min_side``; unchanged when it already is at least that. For teachers whose analysis
+    window does not fit a small frame."""
+    h, w = frames.shape[-3:-1]
+    if min(h, w) >= min_side:
+        return frames
+    from PIL import Image
+
+    s = min_side / min(h, w)
+    size = (max(min_side, round(w * s)), max(min_side, round(h * s)))  # PIL: (width, height)
+    flat = frames.reshape(-1, h, w, 3)
+    out = np.stack([np.asarray(Image.fromarray(f).resize(size, Image.BICUBIC)) for f in flat])
+    return out.reshape(*frames.shape[:-3], size[1], size[0], 3)
 
 
 def _video_score(card: TeacherCard, per_item: np.ndarray, what: str) -> dict:

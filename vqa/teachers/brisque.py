@@ -157,6 +157,7 @@ class BrisqueTeacher(FrameTeacher):
         needs="key_frames",
         kind="homogeneous",
         summary="BRISQUE natural-scene features + the SVR shipped offline in the brisque package, mean over key frames",
+        small_frames=f"scored as they are from {_MIN_SIDE}x{_MIN_SIDE} (7x7 Gaussian windows at full and half size)",
     )
 
     def score_frames(self, frames: np.ndarray) -> np.ndarray:

@@ -31,21 +31,11 @@ class RegistryModel:
 
 def resolve(uri: str) -> RegistryModel:
     """models:/name@alias or models:/name/version -> the exact version it points at now."""
-    import mlflow
-
     if not uri.startswith("models:/"):
         raise ValueError(f"{uri}: a registry teacher URI must look like models:/name@alias or models:/name/version")
-    body = uri.removeprefix("models:/")
-    client = mlflow.MlflowClient()
-    try:
-        if "@" in body:
-            name, alias = body.split("@", 1)
-            mv = client.get_model_version_by_alias(name, alias)
-        else:
-            name, _, version = body.partition("/")
-            mv = client.get_model_version(name, version)
-    except mlflow.exceptions.MlflowException as exc:
-        raise LookupError(f"{uri}: not in the model registry at {mlflow.get_registry_uri()} ({exc.message})") from None
+    from vqa.registry.mlflow_registry import model_version
+
+    mv = model_version(uri)
     return RegistryModel(mv.name, str(mv.version), mv.run_id)
 
 

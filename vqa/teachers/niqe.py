@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vqa.teachers.base import FrameTeacher, TeacherCard, TeacherError
+from vqa.teachers.base import FrameTeacher, TeacherCard, upscale_short_side
 
 # skvideo's NIQE model uses 96x96 patches and refuses frames of 193 px or less.
 _MIN_SIDE = 2 * 96 + 2
@@ -18,18 +18,17 @@ def luma(frames: np.ndarray) -> np.ndarray:
 class NiqeTeacher(FrameTeacher):
     card = TeacherCard(
         name="niqe",
-        version="skvideo-1.1.12",
+        version="skvideo-1.1.12-up194",  # -up194: small frames upscaled, no longer failures
         higher_is_better=False,  # a distance from natural-scene statistics
         score_range=(0.0, None),
         needs="key_frames",
         kind="homogeneous",
         summary="NIQE naturalness distance per 1 fps key frame (scikit-video), mean over time",
+        small_frames=f"a short side below {_MIN_SIDE} px is upscaled (bicubic, aspect kept) to {_MIN_SIDE} px: "
+                     "NIQE needs two 96 px patches per side; the upscale's softness counts against the video",
     )
 
     def score_frames(self, frames: np.ndarray) -> np.ndarray:
         from skvideo.measure import niqe
 
-        h, w = frames.shape[1:3]
-        if min(h, w) < _MIN_SIDE:
-            raise TeacherError(f"niqe: frame {w}x{h} is below NIQE's {_MIN_SIDE}x{_MIN_SIDE} minimum")
-        return niqe(luma(frames)[..., None])
+        return niqe(luma(upscale_short_side(frames, _MIN_SIDE))[..., None])

@@ -404,6 +404,7 @@ def _card(name: str, higher_is_better: bool, score_range, needs: str, summary: s
         needs=needs,
         kind="homogeneous",
         summary=summary,
+        small_frames=f"scored as they are from {_MIN_SIDE}x{_MIN_SIDE} (3x3 to 16x16 stencils)",
     )
 
 

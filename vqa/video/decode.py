@@ -4,12 +4,13 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
 from vqa.video.errors import VideoCorrupt, VideoEmpty
-from vqa.video.probe import _AV_ERRORS, VideoInfo, _decode_error, _info, _meta, _open
+from vqa.video.probe import _AV_ERRORS, VideoInfo, _decode_error, _info
+from vqa.video.source import open_source
 
 __all__ = ["DecodedVideo", "key_frame_times", "read_video", "iter_frames"]
 
@@ -52,12 +53,14 @@ def _fit(width: int, height: int, max_side: int | None) -> tuple[int, int]:
 class DecodedVideo:
     path: str
     info: VideoInfo
-    key_frames: np.ndarray  # [T, H, W, 3] uint8 RGB, display orientation
+    key_frames: np.ndarray  # [T, H, W, 3] uint8 RGB, display orientation (or key_fn's results)
     key_times: list[float]  # the sampling instants (seconds from the stream start)
     clips: np.ndarray | None  # [N, L, H, W, 3] uint8, one clip per key frame; None if clip_len == 0
     # [N, L, h, w] uint8 luma at a short side of motion_side: small clips for motion measures
     # (a 1080p video's full-size clips would take ~400 MB); None if motion_len == 0
     motion: np.ndarray | None = None
+    decoded_frames: int = 0  # frames the decoder produced (what the sampling cost)
+    damaged: int = 0  # damaged packets skipped
 
 
 class _Converter:
@@ -160,6 +163,12 @@ def _check_args(key_rate, max_key_frames, clip_len, clip_stride, max_side) -> No
         raise ValueError(f"key_rate must be a positive number, got {key_rate}")
 
 
+# Jump ahead (to the key frame before the next instant) when that instant is this far past the
+# frame in hand: long videos then cost what their samples cost. Nearer instants are reached by
+# decoding on, as most videos have a key frame every 1-10 s.
+SEEK_GAP = 8.0
+
+
 def read_video(
     path: str | os.PathLike,
     *,
@@ -170,6 +179,8 @@ def read_video(
     max_side: int | None = None,
     motion_len: int = 0,
     motion_side: int = 96,
+    key_fn: Callable[[np.ndarray], np.ndarray] | None = None,
+    seek: bool = True,
 ) -> DecodedVideo:
     """Decode the video once and keep the frames at ``key_frame_times`` (plus motion clips).
 
@@ -178,19 +189,23 @@ def read_video(
     ``clip_len`` frames, every ``clip_stride``-th decoded frame, padded with its last frame at
     the end of the stream. ``motion_len > 0`` adds clips of that many consecutive frames as small
     luma (short side ``motion_side``), scaled by swscale as they are decoded. Decoding stops as
-    soon as everything needed is collected.
+    soon as everything needed is collected, and jumps over long stretches between instants
+    (``seek``; see SEEK_GAP). ``key_fn`` maps each RGB key frame as it is decoded (e.g. to the
+    student's views) and ``key_frames`` holds its results: a large video's frames are then never
+    all in memory at once. Damaged packets are skipped (``DecodedVideo.damaged``).
     """
     _check_args(key_rate, max_key_frames, clip_len, clip_stride, max_side)
     if motion_len < 0 or motion_side < 2:
         raise ValueError(f"motion_len must be >= 0 and motion_side >= 2, got {motion_len}, {motion_side}")
     p = os.fspath(path)
-    container, stream = _open(p)
+    src = open_source(p)
     try:
-        meta = _meta(p, container, stream)
+        meta = src.meta
         times = key_frame_times(meta.duration, key_rate)
         if max_key_frames is not None and len(times) > max_key_frames:
             times = [times[i] for i in _spread(len(times), max_key_frames)]
-        stream.thread_type = "AUTO"  # frame + slice threads; h264/hevc output stays bit-exact
+        src.threads(auto=True)
+        keep = key_fn or (lambda arr: arr)
 
         n = len(times)
         keys: list[np.ndarray | None] = [None] * n
@@ -198,10 +213,12 @@ def read_video(
         motion = _Track(n, motion_len, 1) if motion_len else None
         info = convert = gray = None
         nxt = 0  # next key instant to fill
+        sought = -1  # the instant last sought
         last = None  # (frame, its array if converted, its time)
         index = -1
         try:
-            for index, frame in enumerate(container.decode(stream)):
+            for frame in src.frames():
+                index += 1
                 if convert is None:
                     info = _info(meta, frame)
                     convert = _Converter(frame, info.rotation, max_side)
@@ -220,7 +237,7 @@ def read_video(
 
                 t = _frame_time(frame, index, meta.start, meta.fps)
                 while nxt < n and t >= times[nxt] - _EPS:
-                    keys[nxt] = rgb()
+                    keys[nxt] = keep(rgb())
                     if clips:
                         clips.start(nxt, index, rgb())
                     if motion:
@@ -230,9 +247,13 @@ def read_video(
                     clips.feed(index, rgb)
                 if motion:
                     motion.feed(index, small)
-                if nxt == n and not (clips and clips.active) and not (motion and motion.active):
+                busy = (clips and clips.active) or (motion and motion.active)
+                if nxt == n and not busy:
                     break
                 last = (frame, cache.get("rgb"), t)
+                if seek and not busy and nxt != sought and frame.time is not None and times[nxt] - t > SEEK_GAP:
+                    src.seek(times[nxt])
+                    sought = nxt  # once per instant: the key frame before it may lie far back
         except _AV_ERRORS as exc:
             raise _decode_error(p, exc, f"frame {index + 1}") from None
         if convert is None:
@@ -241,15 +262,16 @@ def read_video(
             frame, arr, t = last
             _check_truncated(p, meta, t)
             arr = convert(frame) if arr is None else arr
+            kept = keep(arr)
             small_last = gray(frame) if motion else None
             for k in range(nxt, n):
-                keys[k] = arr
+                keys[k] = kept
                 if clips:
                     clips.clips[k].append(arr)
                 if motion:
                     motion.clips[k].append(small_last)
     finally:
-        container.close()
+        src.close()
     return DecodedVideo(
         path=p,
         info=info,
@@ -257,6 +279,8 @@ def read_video(
         key_times=times,
         clips=clips.stack() if clips else None,
         motion=motion.stack() if motion else None,
+        decoded_frames=src.decoded,
+        damaged=src.damaged,
     )
 
 
@@ -269,22 +293,23 @@ def iter_frames(path: str | os.PathLike, *, max_side: int | None = None) -> Iter
     if max_side is not None and max_side < 2:
         raise ValueError(f"max_side must be >= 2 or None, got {max_side}")
     p = os.fspath(path)
-    container, stream = _open(p)
+    src = open_source(p)
     try:
-        meta = _meta(p, container, stream)
-        stream.thread_type = "AUTO"
+        src.threads(auto=True)
     except BaseException:
-        container.close()
+        src.close()
         raise
-    return _frames(p, container, stream, meta, max_side)
+    return _frames(p, src, max_side)
 
 
-def _frames(p, container, stream, meta, max_side) -> Iterator[tuple[float, np.ndarray]]:
+def _frames(p, src, max_side) -> Iterator[tuple[float, np.ndarray]]:
     convert = None
     index, t = -1, 0.0
+    meta = src.meta
     try:
         try:
-            for index, frame in enumerate(container.decode(stream)):
+            for frame in src.frames():
+                index += 1
                 if convert is None:
                     convert = _Converter(frame, _info(meta, frame).rotation, max_side)
                 t = _frame_time(frame, index, meta.start, meta.fps)
@@ -295,4 +320,4 @@ def _frames(p, container, stream, meta, max_side) -> Iterator[tuple[float, np.nd
             raise VideoEmpty(p, "no decodable video frames")
         _check_truncated(p, meta, t)
     finally:
-        container.close()
+        src.close()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["VideoError", "VideoNotFound", "VideoCorrupt", "VideoEmpty", "NoVideoStream"]
+__all__ = ["VideoError", "VideoNotFound", "VideoCorrupt", "VideoEmpty", "NoVideoStream", "failure_reason"]
 
 
 class VideoError(Exception):
@@ -36,3 +36,17 @@ class VideoEmpty(VideoError):
 
 class NoVideoStream(VideoError):
     """A media file without a video stream (e.g. audio only)."""
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One line saying why a video could not be used, for any exception a worker met on it: each
+    step (ingest, teach, evaluate, score) records this per file and goes on with the others."""
+    if isinstance(exc, VideoError):
+        return exc.reason
+    if isinstance(exc, FileNotFoundError):
+        return "no such file (deleted or moved while the batch ran?)"
+    if isinstance(exc, OSError):
+        return f"cannot read: {exc.strerror or exc}"
+    if isinstance(exc, MemoryError):
+        return "out of memory while reading it"
+    return f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())}"

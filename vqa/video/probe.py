@@ -1,6 +1,7 @@
 """Video metadata that is checked against a real decode: ``probe(path) -> VideoInfo``."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import asdict, dataclass
@@ -95,6 +96,16 @@ def _open(path: str) -> tuple[av.container.InputContainer, av.video.stream.Video
     return container, stream
 
 
+def is_webp(path: str) -> bool:
+    """RIFF....WEBP: FFmpeg decodes still WebP but not animated WebP, so these go to Pillow."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+    except OSError:
+        return False
+    return head[:4] == b"RIFF" and head[8:12] == b"WEBP"
+
+
 def _rate(stream) -> float:
     for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
         if rate and rate > 0:
@@ -184,32 +195,112 @@ def _decode_error(path: str, exc: BaseException, where: str) -> VideoError:
     return VideoCorrupt(path, f"cannot decode {where}: {_reason(exc)}")
 
 
-def _check_complete(path: str, index: int, meta: _Meta) -> None:
+def _read_vint(fh, *, keep_marker: bool) -> tuple[int, bool] | None:
+    """One EBML variable-length integer -> (value, all value bits set = "unknown size")."""
+    first = fh.read(1)
+    if not first:
+        return None
+    b = first[0]
+    length = next((i + 1 for i in range(8) if b & (0x80 >> i)), 0)
+    if not length:
+        return None
+    rest = fh.read(length - 1)
+    if len(rest) != length - 1:
+        return None
+    value = b if keep_marker else b & (0xFF >> length)
+    for x in rest:
+        value = (value << 8) | x
+    unknown = not keep_marker and value == (1 << (7 * length)) - 1
+    return value, unknown
+
+
+def _declared_bytes(path: str) -> int | None:
+    """The file size the container's own top-level sizes add up to (RIFF/AVI, MP4/MOV boxes,
+    Matroska's Segment), or None when it does not say (other formats, unknown-size segments).
+    A file shorter than that was cut off, whatever its timestamps claim."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+            if head[:4] == b"RIFF" and len(head) == 12:
+                return 8 + int.from_bytes(head[4:8], "little")
+            if head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"):
+                pos = 0
+                while pos < size:
+                    fh.seek(pos)
+                    box = fh.read(16)
+                    if len(box) < 8:
+                        return pos + 8
+                    n = int.from_bytes(box[:4], "big")
+                    if n == 1 and len(box) == 16:
+                        n = int.from_bytes(box[8:16], "big")
+                    elif n == 0:  # the last box runs to the end of the file
+                        return size
+                    if n < 8:
+                        return None
+                    pos += n
+                return pos
+            if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML: header element, then the Segment
+                fh.seek(0)
+                pos = 0
+                for _ in range(2):
+                    eid = _read_vint(fh, keep_marker=True)
+                    length = _read_vint(fh, keep_marker=False)
+                    if eid is None or length is None:
+                        return None
+                    if eid[0] == 0x18538067:  # Segment
+                        return None if length[1] else fh.tell() + length[0]
+                    pos = fh.tell() + length[0]
+                    fh.seek(pos)
+    except OSError:
+        return None
+    return None
+
+
+def check_size(path: str) -> None:
+    declared = _declared_bytes(path)
+    if declared is not None and os.path.getsize(path) < declared:
+        raise VideoCorrupt(path, f"truncated: {os.path.getsize(path)} of the {declared} bytes its container declares")
+
+
+def _check_complete(path: str, index: int, meta: _Meta) -> tuple[int, float]:
     """A cut-off file whose index sits at the front (faststart MP4, MKV) still opens and decodes
-    its first frame; demuxing (not decoding) every packet shows the frames that are missing."""
+    its first frame; demuxing (not decoding) every packet shows the data that is missing.
+    Judged by time when packets carry timestamps: a header's frame count can be stale (an AVI
+    trimmed by stream copy keeps the old count, or counts time-base ticks of a VFR stream) while
+    every frame up to the declared duration is there. Returns (packets, data end in seconds)."""
     count, end = _scan_packets(path, index, meta.start)
-    if meta.frames and count < 0.9 * meta.frames - 1:
+    if end > 0:
+        if end < 0.9 * meta.duration - 1.0:
+            raise VideoCorrupt(path, f"truncated: data ends at {end:.1f} s of a declared {meta.duration:.1f} s")
+    elif meta.frames and count < 0.9 * meta.frames - 1:  # no timestamps: only the count can tell
         raise VideoCorrupt(path, f"truncated: {count} of {meta.frames} declared frames present")
-    if not meta.frames and meta.duration > 2.0 and end < 0.9 * meta.duration - 1.0:
-        raise VideoCorrupt(path, f"truncated: data ends at {end:.1f} s of a declared {meta.duration:.1f} s")
+    return count, end
 
 
 def probe(path: str | os.PathLike) -> VideoInfo:
     """Metadata of the first video stream, after checking that its first frame decodes."""
+    from vqa.video.source import AVSource, open_source
+
     p = os.fspath(path)
-    container, stream = _open(p)
+    src = open_source(p)
     try:
-        meta = _meta(p, container, stream)
-        stream.codec_context.thread_count = 1  # one frame: threads cost more than they save
+        meta = src.meta
+        src.threads(auto=False)  # one frame: threads cost more than they save
         first = None
         try:
-            for first in container.decode(stream):
+            for first in src.frames():
                 break
         except _AV_ERRORS as exc:
             raise _decode_error(p, exc, "first frame") from None
         if first is None:
             raise VideoEmpty(p, "no decodable video frames")
-        _check_complete(p, stream.index, meta)
+        if isinstance(src, AVSource):
+            count, end = _check_complete(p, src.stream.index, meta)
+            if count and meta.frames and abs(count - meta.frames) > 0.1 * meta.frames:
+                # the header's count is stale (see _check_complete): report what is there
+                span = end if end > 0 else meta.duration
+                meta = dataclasses.replace(meta, frames=count, fps=count / span if span > 0 else meta.fps)
         return _info(meta, first)
     finally:
-        container.close()
+        src.close()
