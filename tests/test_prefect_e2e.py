@@ -160,9 +160,13 @@ def test_setup_creates_pools_and_limits_idempotently(deployed_round):
 def test_deployed_round_runs_on_the_worker_and_registers_the_student(deployed_round):
     import mlflow
 
+    from vqa.pipeline.shards import plan
+
     proj, env, _, run, worker_log = deployed_round
     assert run.returncode == 0 and "Completed" in run.stdout, run.stdout[-3000:] + run.stderr[-2000:]
-    assert "teacher inference: 1 shards (1 on workers, 0 cached), 6 videos decoded now" in worker_log
+    shards = plan(proj)  # the corpus and the simulated videos
+    videos, first = sum(len(s["items"]) for s in shards), len(shards[0]["items"])
+    assert f"teacher inference: {len(shards)} shards ({len(shards)} on workers, 0 cached), {videos} videos decoded now" in worker_log
     tracking = env["MLFLOW_TRACKING_URI"]
     client = mlflow.MlflowClient(tracking_uri=tracking, registry_uri=tracking)
     assert [str(v.version) for v in client.search_model_versions("name='w2s-vqa'")] == ["1"]

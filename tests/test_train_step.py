@@ -33,7 +33,8 @@ def test_fine_tuning_train_step_caches_views_and_motion_and_stores_anchors(tmp_p
         "teachers": {"homogeneous": ["contrast"], "workers": 1},
         "student": {"backbone": f"file:{tmp_path / 'backbone.pt'}", "freeze_backbone": False, "input_size": 32,
                     "fragment_grid": 4, "hidden": 8, "epochs": 2, "batch_size": 8, "motion_frames": 4,
-                    "loader_workers": 1, "checkpoint_every": 1},
+                    "loader_workers": 1, "checkpoint_every": 1,
+                    "pooling": "gap"},  # a TorchScript file has no levels for multilevel pooling
         "rounds": {"round1": {"after": "artifacts/corpus/manifest.json"}},
     }))
     for i in range(6):

@@ -27,7 +27,8 @@ class BackboneSpec:
             return self.feature_dim
         if pooling == "multilevel":
             if not self.level_dims:
-                raise ValueError(f"student.pooling: multilevel needs a backbone with levels; {self.name} has none")
+                raise ValueError(f"student.pooling: multilevel needs a backbone with levels; {self.name} has none "
+                                 "(set student.pooling: gap)")
             return 2 * sum(self.level_dims)
         raise ValueError(f"student.pooling: unknown pooling {pooling!r}; expected gap or multilevel")
 
