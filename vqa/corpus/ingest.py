@@ -4,6 +4,11 @@ Every video file is identified by the sha256 of its bytes. Files whose (relative
 mtime_ns) are unchanged since the last run are taken from the old manifest/quarantine without
 being read again; new or changed files are hashed, and only contents never seen before are
 probed. Files that fail the probe go to the quarantine list with the reason.
+
+The manifest and the quarantine list hold only what follows from the files' bytes and names, so
+the same folder gives the same files on any machine (they are DVC outputs). The stat index that
+lets a re-run skip hashing (sizes and mtimes) lives beside them in `<manifest>.stat.json`, which
+nothing versions.
 """
 from __future__ import annotations
 
@@ -85,37 +90,39 @@ def _probe_job(path: str) -> tuple[dict | None, str | None]:
     return info.to_dict(), None
 
 
+def stat_index_path(manifest_path: Path) -> Path:
+    """Where ingest keeps each file's (size, mtime_ns) -> content id, outside the manifest."""
+    return manifest_path.with_name(manifest_path.stem + ".stat.json")
+
+
 def _previous(manifest_path: Path, quarantine_path: Path, root: str, log) -> tuple[dict, dict, dict, dict]:
     """Old state: stat-keyed entries by path (only if the root is the same) and info/reasons by id."""
     by_path, quar_by_path, info_by_id, reason_by_id = {}, {}, {}, {}
     if manifest_path.exists():
         try:
-            data = read_json(manifest_path)
-            same_root = data.get("root") == root
-            for v in data["videos"]:
-                info = {k: v[k] for k in _INFO_KEYS}
-                info_by_id[v["id"]] = info
-                if same_root:
-                    by_path[v["path"]] = (v["size_bytes"], v["mtime_ns"], v["id"])
-                    for a in v.get("aliases", []):
-                        mt = v.get("alias_mtime_ns", {}).get(a)
-                        if mt is not None:
-                            by_path[a] = (v["size_bytes"], mt, v["id"])
+            info_by_id = {v["id"]: {k: v[k] for k in _INFO_KEYS} for v in read_json(manifest_path)["videos"]}
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             log(f"ingest: ignoring unreadable previous manifest {manifest_path} ({type(exc).__name__}: {exc})")
-            by_path, info_by_id = {}, {}
+            info_by_id = {}
     if quarantine_path.exists():
         try:
-            data = read_json(quarantine_path)
-            same_root = data.get("root") == root
-            for q in data["videos"]:
-                if same_root:
-                    quar_by_path[q["path"]] = (q["size_bytes"], q["mtime_ns"], q["id"], q["reason"])
-                if q["id"] is not None:
-                    reason_by_id[q["id"]] = q["reason"]
+            reason_by_id = {q["id"]: q["reason"] for q in read_json(quarantine_path)["videos"] if q["id"] is not None}
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             log(f"ingest: ignoring unreadable previous quarantine {quarantine_path} ({type(exc).__name__}: {exc})")
-            quar_by_path, reason_by_id = {}, {}
+            reason_by_id = {}
+    index = stat_index_path(manifest_path)
+    if index.exists():
+        try:
+            data = read_json(index)
+            if data.get("root") == root:
+                for rel, (size, mtime_ns, vid, reason) in data["files"].items():
+                    if reason is None and vid in info_by_id:
+                        by_path[rel] = (size, mtime_ns, vid)
+                    elif reason is not None:
+                        quar_by_path[rel] = (size, mtime_ns, vid, reason)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            log(f"ingest: ignoring unreadable stat index {index} ({type(exc).__name__}: {exc})")
+            by_path, quar_by_path = {}, {}
     return by_path, quar_by_path, info_by_id, reason_by_id
 
 
@@ -183,20 +190,18 @@ def ingest(
     videos = []
     for vid, members in groups.items():
         head, rest = members[0], members[1:]
-        entry = {"id": vid, "path": head.rel, "size_bytes": head.size, "mtime_ns": head.mtime_ns}
+        entry = {"id": vid, "path": head.rel, "size_bytes": head.size}
         entry.update({k: head.info[k] for k in _INFO_KEYS})
         entry["aliases"] = [m.rel for m in rest]
-        # lets the next run reuse aliases without hashing them again
-        entry["alias_mtime_ns"] = {m.rel: m.mtime_ns for m in rest}
         videos.append(entry)
     videos.sort(key=lambda v: v["path"])
     quarantine.sort(key=lambda f: f.rel)
-    qrows = [
-        {"path": f.rel, "id": f.id, "size_bytes": f.size, "mtime_ns": f.mtime_ns, "reason": f.reason}
-        for f in quarantine
-    ]
+    qrows = [{"path": f.rel, "id": f.id, "size_bytes": f.size, "reason": f.reason} for f in quarantine]
     atomic_write_json(manifest_path, {"root": root, "videos": videos})
     atomic_write_json(quarantine_path, {"root": root, "videos": qrows})
+    # written last: an index newer than a manifest it names ids of is ignored for those ids
+    atomic_write_json(stat_index_path(manifest_path), {"root": root, "files": {
+        f.rel: [f.size, f.mtime_ns, f.id, f.reason] for f in sorted(files, key=lambda f: f.rel)}})
 
     old_ids = set(info_by_id)
     added = sum(1 for v in videos if v["id"] not in old_ids)
