@@ -59,7 +59,8 @@ class PermanentStageError(StageError):
     """Bad input or configuration: a retry would fail the same way."""
 
 
-# `vqa` exits 2 on bad input or configuration (vqa.cli.main; argparse usage errors too); DVC shows
+# `vqa` exits 2 on bad input or configuration (vqa.cli.main; argparse usage errors too) and 3 on
+# a runtime failure such as out of memory, which is retried; DVC shows
 # it as "failed to run: CMD, exited with 2". DVC's own refusals (a missing dependency, parameter,
 # stage or an invalid dvc.yaml) come without "failed to run".
 _COMMAND_FAILED = re.compile(r"failed to run: .*, exited with (-?\d+)")

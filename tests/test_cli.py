@@ -37,3 +37,29 @@ def test_teachers_list_shows_both_kinds(capsys):
     assert main(["teachers", "list"]) == 0
     out = capsys.readouterr().out
     assert "niqe" in out and "homogeneous" in out and "h264" in out and "heterogeneous" in out
+
+
+def test_runtime_failures_exit_3_and_bad_input_exits_2(monkeypatch, capsys):
+    """2 is permanent for the flows (no retry); an out-of-memory error (a RuntimeError in torch)
+    must be retried, so it exits 3."""
+    import argparse
+
+    import torch
+
+    import vqa.cli as cli
+
+    def command_raising(exc):
+        def func(args):
+            raise exc
+        parser = argparse.ArgumentParser()
+        parser.set_defaults(func=func)
+        return parser
+
+    monkeypatch.setattr(cli, "build_parser", lambda: command_raising(
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")))
+    assert main([]) == 3
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "OutOfMemoryError" in err and "retrying may succeed" in err
+    monkeypatch.setattr(cli, "build_parser", lambda: command_raising(ValueError("params.yaml: student.lr: bad")))
+    assert main([]) == 2
+    assert capsys.readouterr().err.strip() == "vqa: error: params.yaml: student.lr: bad"

@@ -16,6 +16,9 @@ from flows.w2s import PermanentStageError, StageError, _retryable, is_permanent,
 OUTPUTS = {
     "vqa bad input": "Running stage 'teach@round1':\n> vqa teach --round round1\nvqa: error: params.yaml: x\n"
                      "ERROR: failed to reproduce 'teach@round1': failed to run: vqa teach --round round1, exited with 2",
+    "vqa out of memory": "Running stage 'train@round1':\n> vqa train --round round1\n"
+                         "vqa: error: OutOfMemoryError: CUDA out of memory. (a runtime failure: retrying may succeed)\n"
+                         "ERROR: failed to reproduce 'train@round1': failed to run: vqa train --round round1, exited with 3",
     "crash": "ERROR: failed to reproduce 'crash': failed to run: sh -c \"exit 1\", exited with 1",
     "killed": "ERROR: failed to reproduce 'killed': failed to run: sh -c 'kill -9 $$', exited with -9",
     "missing dep": "ERROR: failed to reproduce 'missing': [Errno 2] No such file or directory: '/tmp/x/nope.txt'",
@@ -27,7 +30,7 @@ OUTPUTS = {
 
 
 @pytest.mark.parametrize("case,permanent", [
-    ("vqa bad input", True), ("crash", False), ("killed", False), ("missing dep", True),
+    ("vqa bad input", True), ("vqa out of memory", False), ("crash", False), ("killed", False), ("missing dep", True),
     ("missing param", True), ("no such stage", True), ("lock", False), ("silent", False)])
 def test_permanent_failures_are_told_from_transient_ones(case, permanent):
     assert is_permanent(OUTPUTS[case]) is permanent

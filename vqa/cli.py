@@ -496,6 +496,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Exit codes the flows read (flows/w2s.py): bad input or configuration is permanent; a runtime
+# failure (out of memory, a lost worker or server) is retried.
+EXIT_BAD_INPUT = 2
+EXIT_RUNTIME = 3
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from vqa.config import ConfigError
@@ -503,10 +509,13 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (ConfigError, VideoError, FileNotFoundError, LookupError, ValueError, NotImplementedError, RuntimeError) as exc:
+    except (ConfigError, VideoError, FileNotFoundError, LookupError, ValueError, NotImplementedError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"vqa: error: {msg}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
+    except (RuntimeError, MemoryError) as exc:  # torch's out-of-memory errors are RuntimeErrors
+        print(f"vqa: error: {type(exc).__name__}: {exc} (a runtime failure: retrying may succeed)", file=sys.stderr)
+        return EXIT_RUNTIME
 
 
 if __name__ == "__main__":

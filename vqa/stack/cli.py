@@ -33,7 +33,7 @@ def cmd_status(args) -> int:
 def cmd_env(args) -> int:
     stack = _stack(args)
     if not stack.state.get("ports"):
-        raise RuntimeError(f"no stack in {stack.root}: run `vqa stack up` first")
+        raise LookupError(f"no stack in {stack.root}: run `vqa stack up` first")
     print("\n".join(stack.env_lines()))
     return 0
 

@@ -42,7 +42,7 @@ CHECKPOINT_FORMAT = 1
 
 def pick_device(requested: str) -> str:
     if requested == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("student.device: cuda requested but torch.cuda.is_available() is False")
+        raise ValueError("student.device: cuda requested but torch.cuda.is_available() is False")
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return requested
@@ -53,7 +53,7 @@ def pick_precision(requested: str, device: str) -> torch.dtype | None:
     cuda = device.startswith("cuda")
     if requested == "bf16":
         if not cuda:
-            raise RuntimeError("student.precision: bf16 autocast is for CUDA devices; use fp32 on CPU")
+            raise ValueError("student.precision: bf16 autocast is for CUDA devices; use fp32 on CPU")
         return torch.bfloat16
     if requested == "auto" and cuda and torch.cuda.is_bf16_supported():
         return torch.bfloat16
