@@ -16,7 +16,7 @@ SHELL := /bin/bash
 # pip on some machines warns about missing local index folders; keep real errors visible.
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: demo test venv clean
+.PHONY: demo real test venv clean
 
 venv: $(STAMP)
 
@@ -29,8 +29,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/vqa demo
 
+# The same rounds on the real corpus (runs/ugc: ../shared/corpus/ugc-unlabelled, imported by DVC).
+real: $(STAMP)
+	$(BIN)/vqa demo --project runs/ugc
+
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# Only what git ignores (the outputs): the committed metrics.json files stay.
 clean:
-	rm -rf artifacts .prefect mlflow.db mlartifacts
+	git clean -fdX -- artifacts .prefect mlflow.db mlartifacts mlruns runs/*/artifacts runs/*/mlflow.db runs/*/mlartifacts
