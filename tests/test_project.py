@@ -50,3 +50,19 @@ def test_init_makes_a_runnable_project_for_a_folder_of_videos(tmp_path, prepared
     (proj / "dvc.yaml").write_text("stale\n")
     init_project(proj, corpus, root=repo, log=lambda m: None, run_dvc=run_dvc)  # again: refreshes the pipeline
     assert (proj / "dvc.yaml").read_bytes() == (repo / "dvc.yaml").read_bytes()
+
+
+def test_the_run_lock_of_a_subfolder_project_stays_in_the_repository_dvc_folder(tmp_path):
+    """A runs/<name>/.dvc folder would make DVC take the project for a repository of its own
+    (own cache, no remote: `dvc push` fails), so the lock lives in the repository's .dvc/tmp."""
+    from vqa.pipeline.runlock import lock_path, project_lock
+
+    (tmp_path / ".dvc").mkdir()
+    ugc, mine = tmp_path / "runs" / "ugc", tmp_path / "runs" / "mine"
+    ugc.mkdir(parents=True)
+    mine.mkdir()
+    with project_lock(ugc, "test"):
+        assert lock_path(ugc).exists() and lock_path(ugc).parent == tmp_path / ".dvc" / "tmp"
+    assert not (ugc / ".dvc").exists()
+    assert lock_path(ugc) != lock_path(mine)
+    assert lock_path(tmp_path) == tmp_path / ".dvc" / "tmp" / "w2s-run.lock"

@@ -3,7 +3,7 @@
 Two flows on one project would interleave their `dvc repro` calls: each waits on DVC's
 repository lock in turn, and the stages of one round would run against the other's half-written
 outputs. The flows take this lock first instead; a second run refuses at once and says who holds
-the project. It is a flock on .dvc/tmp/w2s-run.lock (DVC's own scratch folder): the kernel drops
+the project. It is a flock in .dvc/tmp (DVC's own scratch folder): the kernel drops
 it when its process dies, even by SIGKILL, so a crashed run never leaves a stale lock behind.
 Re-entrant within a process (w2s-rounds runs w2s-round as a subflow).
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import socket
@@ -25,7 +26,15 @@ class ProjectBusy(ValueError):
 
 
 def lock_path(project_dir: str | Path) -> Path:
-    return Path(project_dir).resolve() / ".dvc" / "tmp" / "w2s-run.lock"
+    """In the scratch folder of the DVC repository that holds the project. A project in a subfolder
+    (runs/ugc) gets a lock of its own there: creating runs/ugc/.dvc would make DVC take the
+    subfolder for a repository of its own, with its own cache and no remote."""
+    proj = Path(project_dir).resolve()
+    root = next((p for p in (proj, *proj.parents) if (p / ".dvc").is_dir()), proj)
+    if root == proj:
+        return proj / ".dvc" / "tmp" / "w2s-run.lock"
+    tag = hashlib.sha256(proj.relative_to(root).as_posix().encode()).hexdigest()[:12]
+    return root / ".dvc" / "tmp" / f"w2s-run-{tag}.lock"
 
 
 @contextlib.contextmanager
