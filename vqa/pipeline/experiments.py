@@ -8,7 +8,8 @@ content-addressed caches serve it: only what the change touches is computed), th
   naming the command, the overrides and the DVC experiment it came from;
 - lists those files in experiments/dvc.yaml (top-level metrics), so `dvc metrics show` shows
   every experiment beside the project's own rounds;
-- puts the workspace back: params.yaml and dvc.lock as they were, outputs checked out again.
+- puts the workspace back: params.yaml and dvc.lock as they were, cached outputs checked out
+  again, uncached ones (metrics.json, registered.json, the report) restored from a copy.
 
 Every experiment registers its students under its own MLflow model name (<model_name>-<name>),
 so the project's registry, its `teacher` and `champion` aliases, are never touched.
@@ -23,7 +24,7 @@ from typing import Callable
 
 import yaml
 
-from vqa.io import atomic_write_json, atomic_write_text
+from vqa.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 EXPERIMENTS = "experiments"
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
@@ -56,6 +57,10 @@ def run_experiment(project: str | Path, name: str, overrides: list[str], *, roun
     if rounds:
         args.append(f"register@{names[-1]}")
     saved = {f: (proj / f).read_bytes() for f in ("params.yaml", "dvc.lock") if (proj / f).exists()}
+    # `dvc checkout` restores cached outputs only: the rounds' uncached ones (metrics.json,
+    # registered.json, the report) are put back from this copy.
+    outputs = {p: p.read_bytes() for r in names if (proj / "artifacts" / r).is_dir()
+               for p in sorted((proj / "artifacts" / r).rglob("*")) if p.is_file()}
     command = "dvc " + " ".join(shlex.quote(a) for a in args)
     log(f"experiment {name}: {command} (in {proj})")
     try:
@@ -82,6 +87,9 @@ def run_experiment(project: str | Path, name: str, overrides: list[str], *, roun
         locked = sorted(yaml.safe_load(saved["dvc.lock"]).get("stages", {})) if "dvc.lock" in saved else []
         if locked:  # the stages the baseline has run; never-run ones have nothing to restore
             run_dvc(proj, ["checkout", "-f", *locked])
+        for path, data in outputs.items():
+            if not path.exists() or path.read_bytes() != data:
+                atomic_write_bytes(path, data)
     log(f"experiment {name}: results in {proj / EXPERIMENTS / name}")
     return record
 
@@ -114,19 +122,35 @@ def _figure(metrics: dict, student: str, key: str):
 
 def experiment_table(project: str | Path, keys: tuple[str, ...] = ("validation", "known_order_ood", "ugc_mos",
                                                                    "ugc_mos_konvid_1k")) -> str:
-    """Markdown: per experiment and round, the student's SRCC on the validation set (what chose)
-    and on the reported suites, with the experiment's command."""
+    """Markdown: the baseline (the project's own rounds, params.yaml as committed), then per
+    experiment and round the student's SRCC on the validation set (what chose) and on the reported
+    suites, the paired validation gain over the baseline's same round (95 % bootstrap CI over the
+    validation groups; n/a without the baseline's evaluation.json) and the experiment's command."""
     proj = Path(project)
-    rows = []
+    baseline = {}
+    for path in sorted((proj / "artifacts").glob("round*/metrics.json")):
+        details = path.parent / "evaluation.json"
+        groups = (validation_groups(json.loads(details.read_text()), f"student_{path.parent.name}")
+                  if details.exists() else {})
+        baseline[path.parent.name] = (json.loads(path.read_text()), groups)
+
+    def row(name: str, r: str, metrics: dict, gain: str, command: str) -> str:
+        cells = [_figure(metrics, f"student_{r}", k) for k in keys]
+        return (f"| {name} | {r} | " + " | ".join("n/a" if c is None else f"{c:+.3f}" for c in cells)
+                + f" | {gain} | `{command}` |")
+
+    rows = [row("baseline", r, m, "", f"vqa demo --project {proj.as_posix()}") for r, (m, _) in baseline.items()]
     for folder in sorted((proj / EXPERIMENTS).glob("*/experiment.json")):
         rec = json.loads(folder.read_text())
         for r in rec["rounds"]:
             path = folder.parent / f"{r}.json"
             if not path.exists():
                 continue
-            m = json.loads(path.read_text())
-            cells = [_figure(m, f"student_{r}", k) for k in keys]
-            rows.append(f"| {rec['name']} | {r} | " + " | ".join("n/a" if c is None else f"{c:+.3f}" for c in cells)
-                        + f" | `{rec['command']}` |")
-    head = "| experiment | round | " + " | ".join(keys) + " | command |"
-    return "\n".join([head, "|---|---|" + "---|" * len(keys) + "---|"] + rows)
+            gain = "n/a"
+            ours = folder.parent / f"validation_{r}.json"
+            if ours.exists() and baseline.get(r, (None, {}))[1]:
+                d, lo, hi = paired_validation_gain(json.loads(ours.read_text()), baseline[r][1])
+                gain = f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+            rows.append(row(rec["name"], r, json.loads(path.read_text()), gain, rec["command"]))
+    head = "| experiment | round | " + " | ".join(keys) + " | validation vs baseline | command |"
+    return "\n".join([head, "|---|---|" + "---|" * len(keys) + "---|---|"] + rows)
