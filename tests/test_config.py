@@ -64,3 +64,32 @@ def test_student_source_weights_are_checked(tmp_path):
     bad.write_text(yaml.safe_dump(base | {"student": {"source_weights": {"blur": -1.0}}}))
     with pytest.raises(ConfigError, match="finite and >= 0"):
         load_params(bad)
+
+
+def test_params_yaml_and_the_schema_defaults_agree():
+    """One home for each default: every value params.yaml sets is the schema's default, so a
+    project that leaves a key out runs what the documented file says. Exceptions are the
+    project's own content: its rounds, its corpus folder and its benchmarks."""
+    from pathlib import Path
+
+    import yaml
+
+    from vqa.config.params import Params
+
+    written = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+    defaults = Params.model_validate({"rounds": written["rounds"]}).model_dump()
+    own = {"rounds", "evaluation.benchmarks"}
+    differ = []
+
+    def walk(value, default, path):
+        if path in own:
+            return
+        if isinstance(value, dict) and isinstance(default, dict):
+            for key, sub in value.items():
+                assert key in default, f"params.yaml: {path}.{key} is not in the schema"
+                walk(sub, default[key], f"{path}.{key}" if path else key)
+        elif value != default:
+            differ.append(f"{path}: params.yaml {value!r}, schema {default!r}")
+
+    walk(written, defaults, "")
+    assert not differ, differ
