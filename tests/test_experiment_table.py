@@ -77,3 +77,15 @@ def test_run_experiment_keeps_the_results_and_puts_every_baseline_output_back(tm
     kept = json.loads((tmp_path / "experiments" / "x" / "round1.json").read_text())
     assert kept["models"]["student_round1"]["validation"]["srcc"] == 0.9
     assert {name: (rounds / name).read_text() for name in baseline} == baseline
+
+
+def test_table_against_another_experiment(tmp_path):
+    for name, values in (("one-to-one", [0.4, 0.5, 0.6, 0.5]), ("lever", [0.5, 0.6, 0.7, 0.6])):
+        exp = tmp_path / "experiments" / name
+        exp.mkdir(parents=True)
+        (exp / "experiment.json").write_text(json.dumps({"name": name, "rounds": ["round1"], "command": name}))
+        (exp / "round1.json").write_text(json.dumps(_metrics("round1", sum(values) / 4, 0.4)))
+        (exp / "validation_round1.json").write_text(json.dumps(_groups(values)))
+    text = experiment_table(tmp_path, keys=("validation",), against="one-to-one")
+    assert "| validation vs one-to-one |" in text.splitlines()[0]
+    assert "| lever | round1 | +0.600 | +0.100 [+0.100, +0.100] | `lever` |" in text

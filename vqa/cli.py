@@ -317,7 +317,7 @@ def cmd_experiment_run(args) -> int:
 def cmd_experiment_table(args) -> int:
     from vqa.pipeline.experiments import experiment_table
 
-    print(experiment_table(args.project))
+    print(experiment_table(args.project, against=args.against))
     return 0
 
 
@@ -492,6 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
     er.set_defaults(func=cmd_experiment_run)
     et = ex.add_parser("table", help="the experiments' student figures and commands as a Markdown table")
     et.add_argument("--project", default=".")
+    et.add_argument("--against", metavar="NAME", help="paired validation gains against this experiment (default: the baseline)")
     et.set_defaults(func=cmd_experiment_table)
     return p
 

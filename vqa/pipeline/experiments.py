@@ -121,13 +121,16 @@ def _figure(metrics: dict, student: str, key: str):
 
 
 def experiment_table(project: str | Path, keys: tuple[str, ...] = ("validation", "known_order_ood", "ugc_mos",
-                                                                   "ugc_mos_konvid_1k")) -> str:
+                                                                   "ugc_mos_konvid_1k"), against: str | None = None) -> str:
     """Markdown: the baseline (the project's own rounds, params.yaml as committed), then per
     experiment and round the student's SRCC on the validation set (what chose) and on the reported
     suites, the paired validation gain over the baseline's same round (95 % bootstrap CI over the
-    validation groups; n/a without the baseline's evaluation.json) and the experiment's command."""
+    validation groups; n/a without the baseline's evaluation.json) and the experiment's command.
+    `against`: compare with that experiment's rounds instead of the baseline's."""
     proj = Path(project)
     baseline = {}
+    if against is not None and not (proj / EXPERIMENTS / against / "experiment.json").exists():
+        raise LookupError(f"--against {against}: no experiment {proj / EXPERIMENTS / against}")
     for path in sorted((proj / "artifacts").glob("round*/metrics.json")):
         details = path.parent / "evaluation.json"
         groups = (validation_groups(json.loads(details.read_text()), f"student_{path.parent.name}")
@@ -139,6 +142,10 @@ def experiment_table(project: str | Path, keys: tuple[str, ...] = ("validation",
         return (f"| {name} | {r} | " + " | ".join("n/a" if c is None else f"{c:+.3f}" for c in cells)
                 + f" | {gain} | `{command}` |")
 
+    reference = {r: groups for r, (_, groups) in baseline.items()}
+    if against is not None:
+        reference = {p.stem[len("validation_"):]: json.loads(p.read_text())
+                     for p in (proj / EXPERIMENTS / against).glob("validation_round*.json")}
     rows = [row("baseline", r, m, "", f"vqa demo --project {proj.as_posix()}") for r, (m, _) in baseline.items()]
     for folder in sorted((proj / EXPERIMENTS).glob("*/experiment.json")):
         rec = json.loads(folder.read_text())
@@ -148,9 +155,9 @@ def experiment_table(project: str | Path, keys: tuple[str, ...] = ("validation",
                 continue
             gain = "n/a"
             ours = folder.parent / f"validation_{r}.json"
-            if ours.exists() and baseline.get(r, (None, {}))[1]:
-                d, lo, hi = paired_validation_gain(json.loads(ours.read_text()), baseline[r][1])
+            if ours.exists() and reference.get(r):
+                d, lo, hi = paired_validation_gain(json.loads(ours.read_text()), reference[r])
                 gain = f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
             rows.append(row(rec["name"], r, json.loads(path.read_text()), gain, rec["command"]))
-    head = "| experiment | round | " + " | ".join(keys) + " | validation vs baseline | command |"
+    head = "| experiment | round | " + " | ".join(keys) + f" | validation vs {against or 'baseline'} | command |"
     return "\n".join([head, "|---|---|" + "---|" * len(keys) + "---|---|"] + rows)
