@@ -169,8 +169,8 @@ def test_rounds_report_the_teacher_ensemble_and_the_w2s_gain_with_a_ci(finished)
         student = metrics["models"]["student_round2"][key]["srcc"]
         assert g["srcc"] is not None and g["low"] <= g["srcc"] <= g["high"]
         if key.startswith("known_order"):  # equal-weight groups: the gain is the difference of the table's figures
-            # each stored figure is rounded to 4 decimals, so their difference can be 1e-4 off
-            assert g["srcc"] == pytest.approx(student - metrics["models"][best][key]["srcc"], abs=1.5e-4)
+            # the gain and both figures are each rounded to 3 decimals (half a unit each): 1.5e-3 at most
+            assert g["srcc"] == pytest.approx(student - metrics["models"][best][key]["srcc"], abs=1.5e-3)
     assert "W2S gain (SRCC) on" in table and "teacher_ensemble" in table
     report = (project / "artifacts/round2/report/report.md").read_text()
     assert "| **student_round2** |" in report and "Weak-to-strong gain" in report
